@@ -1,0 +1,1 @@
+"""``asr`` stage: transcript, language and word timestamps of each utterance."""

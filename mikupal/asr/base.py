@@ -1,0 +1,41 @@
+"""Backend interface of the ``asr`` stage."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from mikupal.records import Word
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What a transcriber returns for one utterance.
+
+    Attributes:
+        text: the transcript ("" when nothing was recognised).
+        language: ISO 639-1 code (detected, or the configured one).
+        words: recognised words with times in seconds *from the start of the utterance audio*.
+        language_probability: the detector's confidence, when it has one.
+    """
+
+    text: str
+    language: str | None
+    words: list[Word]
+    language_probability: float | None = None
+
+
+class Transcriber(ABC):
+    """Speech recognition with word timestamps."""
+
+    def setup(self) -> None:
+        """Load the model (never at import or construction)."""
+
+    def teardown(self) -> None:
+        """Free the model."""
+
+    @abstractmethod
+    def transcribe(self, audio: np.ndarray, sampling_rate: int) -> Transcript:
+        """Transcribe one utterance (mono float32)."""

@@ -1,0 +1,1 @@
+"""``extract`` stage: video file → 16 kHz mono audio + video stream properties."""

@@ -1,0 +1,61 @@
+"""``extract`` stage adapter: :class:`~mikupal.records.Video` → :class:`~mikupal.records.Recording`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from hydra.utils import instantiate
+
+from mikupal.extract.base import AudioExtractor
+from mikupal.media import MediaError, write_audio
+from mikupal.records import Recording, Video, VideoStream
+from mikupal.stage import Drop, Stage, StageContext, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class ExtractStage(Stage):
+    """Decode each input video's audio to ``extract/audio/<video_id>.flac`` (16 kHz mono).
+
+    A file without a video stream is accepted as audio-only (``video: null``; the vision stages then skip it).
+    A missing, empty, truncated or non-media file, or one without an audio stream, is an item error with a message
+    that names the file and the fix.
+    """
+
+    name = "extract"
+    input_type = Video
+    output_type = Recording
+    config_keys = ("extract", "media")
+
+    def setup(self, ctx: StageContext) -> None:
+        self.backend: AudioExtractor = instantiate(self.cfg.extract)
+        self.backend.setup()
+        self.rate = int(self.cfg.media.sampling_rate)
+
+    def teardown(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.teardown()
+
+    def process(self, item: Video, ctx: StageContext) -> Sequence[Recording] | Drop:
+        audio, info = self.backend.extract(item.path, self.rate)
+        if len(audio) == 0:
+            raise MediaError(f"{item.source}: the audio stream decodes to zero samples")
+        out = ctx.path(f"extract/audio/{item.video_id}.flac")
+        write_atomic(out, lambda tmp: write_audio(tmp, audio, self.rate))
+        video = None
+        if info.has_video and info.width and info.height:
+            video = VideoStream(width=info.width, height=info.height, fps=info.fps or 0.0, duration=info.video_duration)
+        ctx.count("extract.audio_seconds", len(audio) / self.rate)
+        return [
+            Recording(
+                video_id=item.video_id,
+                source=item.source,
+                audio=ctx.relative(out),
+                sampling_rate=self.rate,
+                duration=len(audio) / self.rate,
+                video=video,
+                kind="raw",
+            )
+        ]

@@ -1,0 +1,1 @@
+"""``separate`` stage: keep the vocals of a recording (passthrough, RNNoise, MDX-Net)."""

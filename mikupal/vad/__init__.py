@@ -1,0 +1,1 @@
+"""``vad`` stage: speech spans of a recording, merged and split into utterances of bounded length."""
