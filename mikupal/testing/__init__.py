@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the demo: real media from registry packages, clip writers."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: Hydra composition, real test media (built at test time), isolated caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mikupal.paths import conf_dir
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """No test reaches a hub; Hugging Face caches live in a per-session temp folder."""
+    hf = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(hf))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(hf / "datasets"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def compose_pipeline(*overrides: str) -> DictConfig:
+    """The ``mikupal`` config composed as the CLI would, with overrides."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        return compose("pipeline", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def librivox():
+    from mikupal.testing.media import TestDataMissing, librivox_clips
+
+    try:
+        return librivox_clips()
+    except TestDataMissing as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def speech_video(tmp_path_factory, librivox) -> tuple[Path, list[tuple[float, float]]]:
+    """An MP4 (still real face photo, AAC audio) of the five LibriVox clips separated by 1.5 s silences.
+
+    Returns the path and the true speech intervals (seconds).
+    """
+    from mikupal.testing.media import concat_with_silences, face_photo, write_video
+
+    audio, intervals = concat_with_silences([c.audio for c in librivox], gap=1.5)
+    photo = face_photo()[::2, ::2]  # 256x256
+    path = tmp_path_factory.mktemp("media") / "librivox_face.mp4"
+    write_video(path, audio, 16000, lambda i, t: photo, duration=len(audio) / 16000, fps=10)
+    return path, intervals
