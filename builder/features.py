@@ -1,0 +1,106 @@
+"""The MIKU-EmoBench schema: the single definition of the dataset's ``datasets.Features``.
+
+Every column of the published dataset is declared here, in order. The dataset card (``dataset_card.md``)
+documents the same columns, with their types, in its *Data fields* table; a test keeps the two equal.
+
+The audio column holds the utterance audio the pipeline wrote (``audio/<id>.flac``, 16 kHz mono FLAC). In the
+Parquet export its bytes are embedded, so the dataset is self-contained; ``datasets`` decodes it with
+torchcodec (``Audio(sampling_rate=16000)``).
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from mikupal.labels import LabelSet
+
+#: Sampling rate of the utterance audio: a contract of the pipeline (DESIGN §3), not a tunable.
+SAMPLING_RATE = 16000
+
+#: The dataset's columns, in order. Each is documented in the dataset card's *Data fields* table.
+FIELD_NAMES: tuple[str, ...] = (
+    "id",
+    "audio",
+    "text",
+    "language",
+    "emotion",
+    "intensity",
+    "rationale",
+    "votes",
+    "annotator",
+    "prompt_version",
+    "video_id",
+    "source",
+    "start",
+    "end",
+    "duration",
+    "words",
+    "asd_score",
+    "face_box",
+)
+
+
+def build_features(label_set: LabelSet) -> datasets.Features:
+    """The dataset's features for a label set.
+
+    Args:
+        label_set: the label set; its order is the ``emotion`` class index order.
+
+    Returns:
+        ``datasets.Features`` with the columns of :data:`FIELD_NAMES`, in that order.
+    """
+    string = datasets.Value("string")
+    features = datasets.Features(
+        {
+            "id": string,
+            "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
+            "text": string,
+            "language": string,
+            "emotion": datasets.ClassLabel(names=list(label_set.names)),
+            "intensity": datasets.Value("float32"),
+            "rationale": string,
+            "votes": datasets.List(string),
+            "annotator": string,
+            "prompt_version": string,
+            "video_id": string,
+            "source": string,
+            "start": datasets.Value("float64"),
+            "end": datasets.Value("float64"),
+            "duration": datasets.Value("float64"),
+            "words": datasets.List(
+                {
+                    "word": string,
+                    "start": datasets.Value("float64"),
+                    "end": datasets.Value("float64"),
+                    "score": datasets.Value("float32"),
+                }
+            ),
+            "asd_score": datasets.Value("float32"),
+            "face_box": datasets.List(datasets.Value("float32"), length=4),
+        }
+    )
+    if tuple(features) != FIELD_NAMES:
+        raise AssertionError("builder.features: FIELD_NAMES and build_features() list different columns")
+    return features
+
+
+def feature_type_name(feature: object) -> str:
+    """A short human-readable type of a feature, as written in the dataset card's *Data fields* table.
+
+    Args:
+        feature: a ``datasets`` feature.
+
+    Returns:
+        e.g. ``"string"``, ``"float32"``, ``"Audio (16 kHz)"``, ``"ClassLabel"``, ``"list[string]"``.
+    """
+    if isinstance(feature, datasets.Audio):
+        return f"Audio ({feature.sampling_rate // 1000} kHz)"
+    if isinstance(feature, datasets.ClassLabel):
+        return "ClassLabel"
+    if isinstance(feature, datasets.Value):
+        return feature.dtype
+    if isinstance(feature, datasets.List):
+        inner = feature.feature
+        inner_name = "struct" if isinstance(inner, dict) else feature_type_name(inner)
+        return f"list[{inner_name}]" + (f" (length {feature.length})" if feature.length not in (None, -1) else "")
+    return type(feature).__name__
