@@ -311,11 +311,19 @@ def render_statistics(report: ScanReport, options: CardOptions, split_rows: Mapp
         for name, reason in REASONS.items():
             for problem in report.problems.get(name, [])[: options.problems_listed]:
                 if reason.kind == "bad_input":
+                    detail = _strip_run_dirs(problem.detail, report.run_dirs)
                     listed.append(f"- `{_relative_location(problem.file, report.run_dirs)}:{problem.line}` "
-                                  f"({name}): {_cell(problem.detail)}")
+                                  f"({name}): {_cell(detail)}")
         if listed:
             parts += ["", f"First bad lines (at most {options.problems_listed} per reason):", ""] + listed
     return "\n".join(parts)
+
+
+def _strip_run_dirs(text: str, run_dirs: Sequence[Path]) -> str:
+    """Replace absolute run-directory paths in a message by the directory's name."""
+    for run_dir in sorted(run_dirs, key=lambda p: len(str(p)), reverse=True):
+        text = text.replace(str(run_dir), run_dir.name)
+    return text
 
 
 def _relative_location(file: str, run_dirs: Sequence[Path]) -> str:

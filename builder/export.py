@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datasets.exceptions import DatasetGenerationError
+
 from builder.card import MARKER, CardOptions, plot_emotion_distribution, render_card
 from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig
 from builder.scan import SPLITS, BuildError, ScanReport
@@ -148,13 +150,18 @@ def export_dataset(
         )
         report = builder.scan()
         parquet_dir = staging / "parquet"
-        builder.download_and_prepare(
-            output_dir=str(parquet_dir),
-            file_format="parquet",
-            max_shard_size=max_shard_size,
-            num_proc=num_proc if num_proc and num_proc > 1 else None,
-            download_mode="force_redownload",
-        )
+        try:
+            builder.download_and_prepare(
+                output_dir=str(parquet_dir),
+                file_format="parquet",
+                max_shard_size=max_shard_size,
+                num_proc=num_proc if num_proc and num_proc > 1 else None,
+                download_mode="force_redownload",
+            )
+        except DatasetGenerationError as e:  # datasets wraps errors of _generate_examples; surface ours
+            if isinstance(e.__cause__, BuildError):
+                raise e.__cause__ from None
+            raise
         data_dir = staging / "data"
         data_dir.mkdir()
         result = ExportResult(output_dir=out, report=report)

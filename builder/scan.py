@@ -241,7 +241,10 @@ def validate_split_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
         raise BuildError(f"split_ratios must be non-negative, got {out}")
     total = sum(out.values())
     if abs(total - 1.0) > 1e-6:
-        raise BuildError(f"split_ratios must sum to 1, got {out} (sum {total:g})")
+        raise BuildError(
+            f"split_ratios must sum to 1, got {out} (sum {total:g}); give every split its ratio, e.g. "
+            "split.ratios={train:0.9,validation:0.05,test:0.05} (a partial override is merged into the defaults)"
+        )
     return out
 
 
