@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Files an export owns in OUT (besides ``data/``); anything else in a non-empty OUT makes the export refuse.
 _README = "README.md"
+#: Prefix of the staging folder inside OUT where an export is written before it is swapped in.
+_STAGING_PREFIX = ".mikupal-build-"
 
 
 @dataclass
@@ -110,6 +112,25 @@ def build_settings(config: MikuEmoBenchConfig, label_set_name: str) -> dict[str,
     }
 
 
+def _require_torchcodec() -> None:
+    """Import torchcodec now (``datasets`` needs it to write any Audio column) and explain a failure.
+
+    Importing it here, before the build starts (and before ``num_proc`` workers fork), also pays its import
+    cost once instead of in every worker.
+
+    Raises:
+        BuildError: torchcodec or the FFmpeg libraries it needs are missing.
+    """
+    try:
+        import torchcodec.encoders  # noqa: F401
+    except (ImportError, OSError) as e:
+        raise BuildError(
+            f"writing the audio column needs torchcodec ({type(e).__name__}: {e}). On CPU machines install "
+            "`torchcodec==0.13.0` next to `torch==2.13.0` (newer torchcodec wheels are CUDA builds) and the FFmpeg "
+            "libraries (`apt-get install ffmpeg`): `pip install 'mikupal[build]'`"
+        ) from e
+
+
 def export_dataset(
     config: MikuEmoBenchConfig,
     output_dir: str | os.PathLike[str],
@@ -138,12 +159,16 @@ def export_dataset(
             the message says what to fix.
     """
     t0 = time.perf_counter()
+    _require_torchcodec()
     card = card or CardOptions()
     template = card.template_path()
     out = Path(output_dir).expanduser().resolve()
     _check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mikupal-build-", dir=out))
+    for leftover in out.glob(f"{_STAGING_PREFIX}*"):  # from an export that was killed
+        log.info("removing %s, left by an interrupted export", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
     try:
         builder = MikuEmoBench.from_config(
             config, cache_dir=str(staging / "cache"), writer_batch_size=writer_batch_size

@@ -32,9 +32,8 @@ import datasets
 from datasets.builder import Key
 
 from mikupal.labels import LabelSet, as_label_set
-from mikupal.records import Utterance
 
-from builder.features import FIELD_NAMES, build_features
+from builder.features import build_features
 from builder.scan import BuildError, ScanReport, manifest_fingerprint, scan_runs, validate_split_ratios
 
 log = logging.getLogger(__name__)
@@ -224,10 +223,10 @@ class MikuEmoBench(datasets.GeneratorBasedBuilder):
             chunks: the split's plan chunks (see :func:`builder.scan.scan_runs`).
 
         Yields:
-            ``(Key(chunk index, position), example)``; the audio is given as an absolute path (the Parquet writer
-            embeds the bytes, keeping only the file name as ``path``).
+            ``(Key(chunk index within this job, position), example)``; the audio is given as an absolute path
+            (the Parquet writer embeds the bytes, keeping only the file name as ``path``).
         """
-        for chunk in chunks:
+        for local_index, chunk in enumerate(chunks):  # the job's own shard index, as datasets' builders count
             manifest = Path(chunk["manifest"])
             if manifest_fingerprint(manifest) != tuple(chunk["fingerprint"]):
                 raise BuildError(f"{manifest} changed since it was checked: rebuild once the pipeline has finished")
@@ -235,43 +234,46 @@ class MikuEmoBench(datasets.GeneratorBasedBuilder):
             with open(manifest, "rb") as f:
                 for position, (offset, duration) in enumerate(zip(chunk["offsets"], chunk["durations"])):
                     f.seek(offset)
-                    utt = Utterance.from_dict(json.loads(f.readline()))
-                    yield Key(chunk["index"], position), utterance_to_example(utt, run_dir, duration)
+                    record = json.loads(f.readline())
+                    yield Key(local_index, position), record_to_example(record, run_dir, duration)
 
 
-def utterance_to_example(utt: Utterance, run_dir: Path, duration: float) -> dict[str, Any]:
-    """One dataset row from a checked, annotated utterance.
+def record_to_example(record: Mapping[str, Any], run_dir: Path, duration: float) -> dict[str, Any]:
+    """One dataset row from a checked, annotated manifest record.
+
+    Works on the JSON object itself (``Utterance.to_dict()`` form): the scan has already parsed and checked the
+    same bytes as an :class:`~mikupal.records.Utterance`, so building the row skips the dataclass round trip.
 
     Args:
-        utt: the utterance (``emotion`` not null).
+        record: the manifest line's object (``emotion`` not null).
         run_dir: its resolved run directory.
         duration: the audio's length in seconds (from the scan).
 
     Returns:
         A dict with exactly the columns of :data:`builder.features.FIELD_NAMES`.
     """
-    emo = utt.emotion
-    assert emo is not None, "utterances without emotion are filtered out by the scan"
-    face = utt.face
-    example = {
-        "id": utt.id,
-        "audio": str(run_dir / utt.audio),
-        "text": utt.text,
-        "language": utt.language,
-        "emotion": emo.label,
-        "intensity": emo.intensity,
-        "rationale": emo.rationale,
-        "votes": list(emo.votes),
-        "annotator": emo.annotator,
-        "prompt_version": emo.prompt_version,
-        "video_id": utt.video_id,
-        "source": utt.source,
-        "start": float(utt.start),
-        "end": float(utt.end),
+    emo = record["emotion"]
+    face = record["face"]
+    words = record["words"]
+    return {
+        "id": record["id"],
+        "audio": str(run_dir / record["audio"]),
+        "text": record["text"],
+        "language": record["language"],
+        "emotion": emo["label"],
+        "intensity": emo["intensity"],
+        "rationale": emo["rationale"],
+        "votes": emo["votes"],
+        "annotator": emo["annotator"],
+        "prompt_version": emo["prompt_version"],
+        "video_id": record["video_id"],
+        "source": record["source"],
+        "start": float(record["start"]),
+        "end": float(record["end"]),
         "duration": duration,
-        "words": [w.to_dict() for w in utt.words] if utt.words is not None else None,
-        "asd_score": face.asd_score if face is not None else None,
-        "face_box": [float(v) for v in face.box] if face is not None else None,
+        "words": [{"word": w["word"], "start": w["start"], "end": w["end"], "score": w["score"]} for w in words]
+        if words is not None
+        else None,
+        "asd_score": face["asd_score"] if face is not None else None,
+        "face_box": face["box"] if face is not None else None,
     }
-    assert tuple(example) == FIELD_NAMES
-    return example

@@ -8,7 +8,7 @@ import soundfile as sf
 from datasets.exceptions import DatasetGenerationError
 
 from builder.features import FIELD_NAMES, build_features
-from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig
+from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig, record_to_example
 from builder.scan import BadInputError, BuildError
 from conftest import make_utterance, write_audio
 from mikupal.labels import load_label_set
@@ -29,6 +29,7 @@ def test_builder_materialises_typed_rows_with_decodable_audio(make_run_dir, tmp_
             by_id[row["id"]] = (split, row)
     assert set(by_id) == {u.id for u in run.utterances}
 
+    assert tuple(record_to_example(run.utterances[0].to_dict(), run.path, 1.0)) == FIELD_NAMES
     names = features["emotion"].names
     for utt in run.utterances:
         _, row = by_id[utt.id]

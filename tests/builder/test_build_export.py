@@ -164,6 +164,16 @@ def test_reexport_replaces_shards_and_failed_export_keeps_previous(make_run_dir,
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "emotion_distribution.png"]
 
 
+def test_missing_torchcodec_is_explained_before_building(make_run_dir, tmp_path, monkeypatch):
+    import sys
+
+    run = make_run_dir("nocodec", videos=1, per_video=1)
+    monkeypatch.setitem(sys.modules, "torchcodec.encoders", None)  # import fails as if not installed
+    with pytest.raises(BuildError, match=r"torchcodec==0\.13\.0.*apt-get install ffmpeg"):
+        export_dataset(MikuEmoBenchConfig(run_dirs=[str(run.path)]), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_refuses_a_foreign_non_empty_output_dir(make_run_dir, tmp_path):
     run = make_run_dir("foreign", videos=1, per_video=1)
     out = tmp_path / "mine"
