@@ -6,30 +6,37 @@ Every MELD utterance becomes one :class:`mikupal.records.Utterance`:
   annotator that uses the preceding utterances of a video as context sees the dialogue so far);
 - ``source`` = the clip ``<clips>/dia{D}_utt{U}.mp4`` (or the bare clip name when no clip folder is given);
 - ``start`` = 0, ``end`` = the clip duration from the CSV's start and end times (0 when the CSV has none);
-- ``audio`` = ``audio/<id>.flac`` (where a media pipeline writes the utterance audio; not read for text only);
+- ``audio`` = ``""`` (no utterance audio yet; :func:`annotate_with_stage` writes ``audio/<id>.flac`` for ablations
+  that use audio);
 - ``text`` = the MELD transcript, ``language`` = ``en``; ``words``, ``face``, ``emotion`` = ``None``.
 
 For each ablation (``predict.ablations``: ``text``, ``audio``, ``video``, ``all``, each a list of modalities in
 ``predict.modalities``) the driver
 
-1. instantiates ``cfg.annotator`` (:func:`hydra.utils.instantiate`) with ``modalities`` set to the ablation's
-   modalities;
+1. copies ``cfg.annotator`` (the ``annotator=...`` group) with ``modalities`` set to the ablation's modalities;
 2. imports the function named by ``predict.annotate_fn`` (lazily, :func:`hydra.utils.get_method`) and calls it
-   on chunks of pending utterances::
+   once with every pending utterance::
 
-       annotate_fn(utterances, *, annotator, labels, modalities, work_dir, cfg) -> Iterable[Utterance]
+       annotate_fn(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg) -> Iterator[(Utterance, result)]
 
-   ``utterances``: list of Utterance (above); ``annotator``: the instantiated annotator; ``labels``: the
-   ``meld7`` :class:`mikupal.labels.LabelSet`; ``modalities``: e.g. ``["text"]``; ``work_dir``: the ablation's
-   folder (a run directory the function may write audio/face artefacts into); ``cfg``: the whole eval config.
-   It returns the utterances with ``emotion`` filled; an utterance it could not label is returned with
-   ``emotion=None`` or left out, and is recorded in ``errors.jsonl``. When video or audio is requested the
-   function is responsible for the media stages (audio extraction, faces, active speaker) on ``source``.
-3. appends each labelled utterance to ``<work_dir>/<ablation>/utterances.jsonl`` (flushed per chunk), so a killed
-   run loses at most one chunk and a rerun continues where it stopped; failed items are retried on a rerun.
-   ``predict.json`` records a hash of the annotator config, modalities and label set; resuming with a changed
-   config is refused unless ``recompute=true``.
+   ``utterances``: list of Utterance (above); ``annotator_cfg``: the annotator's DictConfig (``_target_`` and its
+   keys, ``modalities`` set); ``labels``: the ``meld7`` :class:`mikupal.labels.LabelSet`; ``modalities``: e.g.
+   ``["text"]``; ``work_dir``: the ablation's folder (a run directory the function may write ``audio/`` and
+   ``faces/`` artefacts into); ``cfg``: the whole eval config. It yields ``(utterance, result)`` pairs as items
+   finish, in any order: ``result`` is the utterance with ``emotion`` filled, or an exception for an item that
+   failed. The default, :func:`annotate_with_stage`, runs the pipeline's ``annotate`` stage adapter
+   (``mikupal.runner.STAGE_CLASSES["annotate"]``), which builds the backend from ``annotator_cfg``;
+3. appends each labelled utterance to ``<work_dir>/<ablation>/utterances.jsonl`` as it arrives (flushed per
+   record), so a killed run loses at most the items in flight and a rerun continues where it stopped; failed
+   items go to ``errors.jsonl`` and are retried on a rerun. ``predict.json`` records a hash of the annotator
+   config, modalities and label set; resuming with a changed config is refused unless ``recompute=true``;
 4. scores the ablation's predictions against the gold file (:mod:`eval.meld`).
+
+Media (:func:`annotate_with_stage`): text needs none (the MELD transcript is the text; ``audio`` is left empty).
+With ``audio`` the clip's sound is decoded to ``<work_dir>/audio/<id>.flac`` (16 kHz mono, :mod:`mikupal.media`).
+With ``video`` the annotator needs the active speaker's face: a :class:`mikupal.records.Face` record in
+``<work_dir>/faces/<id>.json`` whose ``clip`` (e.g. ``faces/<id>.mp4``) is the face-crop clip, as the pipeline's
+``faces``/``asd`` stages make them; an utterance without one fails with a message saying so.
 
 Each ablation folder is a run directory, so ``task=agreement run_dir=<work_dir>/<ablation>`` (rollout votes)
 and ``task=rating_sheet`` work on it too.
@@ -66,7 +73,7 @@ def meld_utterances(gold, clips_dir: str | Path | None = None, clip_extension: s
             source=str(clips / name) if clips else name,
             start=0.0,
             end=round(duration, 3),
-            audio=f"audio/{row.id}.flac",
+            audio="",
             text=str(row.text),
             language="en",
         ))
@@ -87,7 +94,7 @@ def _load_annotate_fn(name: str) -> Callable[..., Iterable[Any]]:
     except Exception as e:  # hydra wraps ImportError/AttributeError in its own exception types
         raise EvalInputError(
             f"predict.annotate_fn={name!r} cannot be imported ({e}). It must name a function "
-            "annotate_fn(utterances, *, annotator, labels, modalities, work_dir, cfg) -> Iterable[Utterance] "
+            "annotate_fn(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg) -> Iterator[(Utterance, result)] "
             "(see eval/predict.py); point predict.annotate_fn at the pipeline's implementation."
         ) from e
 
@@ -98,7 +105,6 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
     Raises:
         EvalInputError: no annotator configured, changed config on resume, or the annotate function is missing.
     """
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from mikupal.labels import load_label_set
@@ -122,8 +128,8 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
             if not cfg.get("recompute"):
                 raise EvalInputError(
                     f"{work_dir} holds predictions made with another annotator config, modalities or gold file "
-                    f"(was {old.get('annotator')}, {old.get('modalities')}); use another work_dir or pass "
-                    "recompute=true to start this ablation over"
+                    f"(was {old.get('annotator', {}).get('_target_')} with {old.get('modalities')}); use another "
+                    "work_dir or pass recompute=true to start this ablation over"
                 )
             log.warning("%s: config changed and recompute=true: earlier predictions removed", work_dir)
             for path in (manifest, errors_path):
@@ -140,9 +146,8 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
     if limit:
         utterances = utterances[: int(limit)]
     pending = [u for u in utterances if u.id not in done]
-    needs_media = any(m in ("audio", "video") for m in modalities)
     missing_media: list[Any] = []
-    if needs_media:
+    if any(m in ("audio", "video") for m in modalities):
         if not cfg.get("clips"):
             raise EvalInputError(f"ablation {name!r} uses {modalities}: pass clips=<folder of MELD dia*_utt*.mp4>")
         missing_media = [u for u in pending if not Path(u.source).is_file()]
@@ -151,43 +156,152 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
              len(utterances), len(done), len(pending), len(missing_media))
 
     failed = 0
-    # Errors of earlier attempts are retried: the errors file is rewritten by this attempt.
-    with ManifestWriter(errors_path.with_suffix(".jsonl.new")) as errors:
+    new_errors = errors_path.with_name("errors.jsonl.new")
+    new_errors.unlink(missing_ok=True)
+    # Failures of earlier attempts are retried: this attempt writes a fresh errors file.
+    with ManifestWriter(new_errors) as errors:
         for utt in missing_media:
             errors.write(ItemError("predict", utt.id, "FileNotFoundError", f"clip {utt.source} not found", utt.source))
         failed += len(missing_media)
         if pending:
             annotate_fn = _load_annotate_fn(str(cfg.predict.annotate_fn))
-            annotator = instantiate(OmegaConf.create(annotator_cfg))
-            chunk = max(1, int(cfg.predict.chunk_size))
+            seen: set[str] = set()
             with ManifestWriter(manifest) as out:
-                for start in range(0, len(pending), chunk):
-                    batch = pending[start : start + chunk]
-                    try:
-                        results = list(annotate_fn(batch, annotator=annotator, labels=labels,
-                                                   modalities=list(modalities), work_dir=work_dir, cfg=cfg))
-                    except Exception as e:  # noqa: BLE001 - a failed chunk is recorded and retried on rerun
-                        if cfg.get("fail_fast"):
-                            raise
-                        log.error("ablation %s: chunk at %d failed: %s: %s", name, start, type(e).__name__, e)
-                        for utt in batch:
-                            errors.write(ItemError("predict", utt.id, type(e).__name__, str(e), utt.source))
-                        failed += len(batch)
-                        continue
-                    by_id = {r.id: r for r in results if isinstance(r, Utterance)}
-                    for utt in batch:
-                        result = by_id.get(utt.id)
-                        if result is None or result.emotion is None:
-                            errors.write(ItemError("predict", utt.id, "NoLabel",
-                                                   "the annotator returned no emotion", utt.source))
-                            failed += 1
-                        else:
+                try:
+                    for item, result in annotate_fn(pending, annotator_cfg=OmegaConf.create(annotator_cfg),
+                                                    labels=labels, modalities=list(modalities), work_dir=work_dir,
+                                                    cfg=cfg):
+                        seen.add(item.id)
+                        if isinstance(result, Utterance) and result.emotion is not None:
                             out.write(result)
-                    log.info("ablation %s: %d/%d labelled", name, min(start + chunk, len(pending)), len(pending))
-    shutil.move(str(errors_path.with_suffix(".jsonl.new")), errors_path)
+                            continue
+                        if isinstance(result, BaseException) and cfg.get("fail_fast"):
+                            raise result
+                        error_type = type(result).__name__ if isinstance(result, BaseException) else "NoLabel"
+                        message = str(result) if isinstance(result, BaseException) else "no emotion returned"
+                        log.error("ablation %s: %s failed: %s: %s", name, item.id, error_type, message)
+                        errors.write(ItemError("predict", item.id, error_type, message, item.source))
+                        failed += 1
+                        if len(seen) % 100 == 0:
+                            log.info("ablation %s: %d/%d done", name, len(seen), len(pending))
+                except EvalInputError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the annotator stopped: record what is left, resume later
+                    if cfg.get("fail_fast"):
+                        raise
+                    log.error("ablation %s: annotation stopped: %s: %s (rerun to resume)", name, type(e).__name__, e)
+                    for utt in pending:
+                        if utt.id not in seen:
+                            errors.write(ItemError("predict", utt.id, type(e).__name__, str(e), utt.source))
+                            failed += 1
+                    seen.update(u.id for u in pending)
+            for utt in pending:
+                if utt.id not in seen:
+                    errors.write(ItemError("predict", utt.id, "NoLabel", "the annotate function returned nothing "
+                                           "for this utterance", utt.source))
+                    failed += 1
+    shutil.move(str(new_errors), errors_path)
     n_labelled = len({obj["id"] for obj in iter_jsonl(manifest)}) if manifest.exists() else 0
     return {"ablation": name, "modalities": list(modalities), "work_dir": str(work_dir), "n_utterances":
             len(utterances), "n_labelled": n_labelled, "n_failed_this_run": failed, "n_resumed": len(done)}
+
+
+def _with_media(utt: Any, modalities: list[str], work_dir: Path, sampling_rate: int) -> Any:
+    """The utterance with the media its ablation needs inside ``work_dir`` (see the module docstring).
+
+    Raises:
+        FileNotFoundError: ``video`` is requested and no face record ``faces/<id>.json`` exists.
+        mikupal.media.MediaError: the clip's audio cannot be decoded.
+    """
+    import dataclasses
+
+    from mikupal.records import Face
+
+    changes: dict[str, Any] = {}
+    if "audio" in modalities:
+        rel = f"audio/{utt.id}.flac"
+        target = work_dir / rel
+        if not target.is_file():
+            from mikupal.media import decode_audio, write_audio
+
+            audio, _ = decode_audio(utt.source, sampling_rate)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.stem + ".tmp.flac")
+            write_audio(tmp, audio, sampling_rate)
+            tmp.replace(target)
+        changes["audio"] = rel
+    if "video" in modalities and utt.face is None:
+        record = work_dir / "faces" / f"{utt.id}.json"
+        if not record.is_file():
+            raise FileNotFoundError(
+                f"{utt.id}: the video modality needs the active speaker's face: faces/{utt.id}.json (a Face record "
+                f"whose clip is the face-crop clip, e.g. faces/{utt.id}.mp4) in {work_dir}; run the pipeline's faces "
+                "and asd stages over the MELD clips first (see eval/predict.py)"
+            )
+        changes["face"] = Face.from_dict(json.loads(record.read_text(encoding="utf-8")))
+    return dataclasses.replace(utt, **changes) if changes else utt
+
+
+def annotate_with_stage(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg):
+    """Default ``predict.annotate_fn``: run the pipeline's ``annotate`` stage adapter over MELD utterances.
+
+    The stage (``mikupal.runner.STAGE_CLASSES["annotate"]``) gets a config with ``annotator`` (``annotator_cfg``),
+    ``labels`` (the meld7 set) and ``prompt`` (``cfg.prompt`` when the eval config has one), and a
+    :class:`mikupal.stage.StageContext` whose run directory is ``work_dir``. It builds the backend from
+    ``annotator_cfg`` in ``setup()`` and frees it in ``teardown()``.
+
+    Yields:
+        ``(utterance, labelled utterance | exception)`` as items finish.
+    """
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    from mikupal.labels import load_label_set
+    from mikupal.runner import STAGE_CLASSES
+    from mikupal.stage import Drop, StageContext
+
+    module_name, class_name = STAGE_CLASSES["annotate"].split(":")
+    try:
+        stage_cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+        raise EvalInputError(f"the pipeline's annotate stage {STAGE_CLASSES['annotate']} is not available: {e}") from e
+    import yaml
+
+    from mikupal.paths import conf_dir
+
+    with open(conf_dir() / "labels" / f"{labels.name}.yaml", encoding="utf-8") as f:
+        labels_cfg = yaml.safe_load(f)
+    stage_cfg = OmegaConf.create({
+        "annotator": OmegaConf.to_container(annotator_cfg, resolve=True),
+        "labels": labels_cfg,
+        "prompt": OmegaConf.to_container(cfg.prompt, resolve=True) if cfg.get("prompt") is not None else None,
+        "fail_fast": bool(cfg.get("fail_fast")),
+    })
+    work_dir = Path(work_dir).resolve()
+    ready, failures = [], []
+    for utt in utterances:
+        try:
+            ready.append(_with_media(utt, list(modalities), work_dir, int(cfg.predict.sampling_rate)))
+        except Exception as e:  # noqa: BLE001 - a media problem fails this item only
+            failures.append((utt, e))
+    yield from failures
+    if not ready:
+        return
+    stage = stage_cls(stage_cfg)
+    ctx = StageContext(run_dir=work_dir, rank=0, world_size=1, cfg=stage_cfg)
+    stage.setup(ctx)
+    try:
+        for item, result, _counts in stage.map(ready, ctx):
+            if isinstance(result, Drop):
+                yield item, RuntimeError(f"dropped by the annotate stage: {result.reason}")
+            elif isinstance(result, BaseException):
+                yield item, result
+            else:
+                outputs = list(result)
+                yield item, outputs[0] if outputs else RuntimeError("the annotate stage returned no utterance")
+    finally:
+        stage.teardown()
 
 
 def run_predict(cfg: Any) -> dict:

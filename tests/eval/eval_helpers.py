@@ -91,18 +91,30 @@ class KeywordAnnotator:
         return "neutral"
 
 
-def annotate_utterances(utterances, *, annotator, labels, modalities, work_dir, cfg):
-    """The ``predict.annotate_fn`` contract (see eval/predict.py), recording each call."""
+def annotate_utterances(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg):
+    """The ``predict.annotate_fn`` contract (see eval/predict.py), recording each call; ``FAIL_IDS`` fail."""
+    from hydra.utils import instantiate
+
+    annotator = instantiate(annotator_cfg)
     CALLS.append({"ids": [u.id for u in utterances], "modalities": list(modalities), "labels": labels.name,
                   "annotator_modalities": list(annotator.modalities), "work_dir": str(work_dir),
                   "texts": [u.text for u in utterances], "sources": [u.source for u in utterances],
-                  "video_ids": [u.video_id for u in utterances]})
-    out = []
+                  "video_ids": [u.video_id for u in utterances], "audio": [u.audio for u in utterances]})
     for utt in utterances:
         if utt.id in FAIL_IDS:
+            yield utt, RuntimeError(f"cannot label {utt.id}")
             continue
         label = annotator.label(utt.text or "")
-        out.append(Utterance(**{**utt.__dict__, "emotion": Emotion(
+        yield utt, Utterance(**{**utt.__dict__, "emotion": Emotion(
             label=label, intensity=0.5, rationale="keywords", scores=None, votes=[label] * annotator.rollouts,
-            annotator=f"keyword-{annotator.tag}", prompt_version=None)}))
-    return out
+            annotator=f"keyword-{annotator.tag}", prompt_version=None)})
+
+
+def annotate_then_crash(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg):
+    """Labels ten utterances, then fails the way a lost connection would."""
+    gen = annotate_utterances(utterances, annotator_cfg=annotator_cfg, labels=labels, modalities=modalities,
+                              work_dir=work_dir, cfg=cfg)
+    for k, pair in enumerate(gen):
+        if k == 10:
+            raise ConnectionError("connection lost")
+        yield pair

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import eval_helpers
@@ -27,7 +28,7 @@ def _reset_fake():
 def _cfg(meld_dev, tmp_path, *extra, annotator=ANNOTATOR):
     return compose_eval("task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}",
                         f"out={tmp_path / 'predict.json'}", "predict.annotate_fn=eval_helpers.annotate_utterances",
-                        "predict.limit=40", "predict.chunk_size=8", "bootstrap.n_resamples=100", *extra,
+                        "predict.limit=40", "bootstrap.n_resamples=100", *extra,
                         annotator=annotator)
 
 
@@ -36,14 +37,11 @@ def test_text_ablation_end_to_end(meld_dev, dev_gold, tmp_path):
     text = report["ablations"]["text"]
     assert text["n"] == 40 and text["coverage"] == 1.0 and text["n_labelled"] == 40
     assert 0.0 < text["accuracy"] < 1.0
-    calls = eval_helpers.CALLS
-    assert [len(c["ids"]) for c in calls] == [8] * 5
-    assert all(c["modalities"] == ["text"] and c["annotator_modalities"] == ["text"] for c in calls)
-    assert all(c["labels"] == "meld7" for c in calls)
-    first = calls[0]
-    assert first["ids"][0] == "dia0_utt0" and first["video_ids"][0] == "meld-dia0"
-    assert first["texts"][0] == dev_gold.iloc[0]["text"]  # the MELD transcript, no ASR
-    assert first["sources"][0] == "dia0_utt0.mp4"
+    (call,) = eval_helpers.CALLS
+    assert len(call["ids"]) == 40 and call["ids"][0] == "dia0_utt0" and call["video_ids"][0] == "meld-dia0"
+    assert call["modalities"] == ["text"] and call["annotator_modalities"] == ["text"] and call["labels"] == "meld7"
+    assert call["texts"][0] == dev_gold.iloc[0]["text"]  # the MELD transcript, no ASR
+    assert call["sources"][0] == "dia0_utt0.mp4" and call["audio"][0] == ""
     # the ablation folder is a run directory of Utterance records
     records = list(iter_jsonl(tmp_path / "work" / "text" / "utterances.jsonl"))
     assert len(records) == 40 and records[0]["emotion"]["annotator"] == "keyword-a"
@@ -104,3 +102,60 @@ def test_missing_annotator_or_annotate_function_is_a_clear_error(meld_dev, tmp_p
         run(compose_eval("task=predict", f"gold={meld_dev}", f"work_dir={tmp_path}", f"out={tmp_path / 'p.json'}"))
     with pytest.raises(EvalInputError, match="cannot be imported"):
         run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=no_such_module.annotate"))
+
+
+def test_an_annotator_that_stops_midway_keeps_what_it_finished(meld_dev, tmp_path):
+    cfg = _cfg(meld_dev, tmp_path, "predict.annotate_fn=eval_helpers.annotate_then_crash")
+    report = run(cfg)["ablations"]["text"]
+    assert report["n_labelled"] == 10 and report["n_failed_this_run"] == 30
+    errors = list(iter_jsonl(tmp_path / "work" / "text" / "errors.jsonl"))
+    assert len(errors) == 30 and {e["error_type"] for e in errors} == {"ConnectionError"}
+
+
+def _stage_annotator():
+    pytest.importorskip("mikupal.annotate.stage", reason="the pipeline's annotate stage is not in this checkout")
+    import eval_stage_fakes
+
+    eval_stage_fakes.REQUESTS.clear()
+    return eval_stage_fakes, {"_target_": "eval_stage_fakes.RecordingAnnotator", "modalities": ["video", "audio", "text"],
+                              "rollouts": 3, "note": "x"}
+
+
+def test_default_annotate_fn_runs_the_pipeline_annotate_stage_text_only(meld_dev, dev_gold, tmp_path):
+    fakes, annotator = _stage_annotator()
+    cfg = compose_eval("task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}", "predict.limit=12",
+                       f"out={tmp_path / 'p.json'}", "bootstrap.n_resamples=50", annotator=annotator)
+    report = run(cfg)["ablations"]["text"]
+    assert report["n_labelled"] == 12 and report["coverage"] == 1.0
+    assert [r[0] for r in fakes.REQUESTS] == dev_gold["id"].tolist()[:12]
+    assert all(r[2] is None and r[3] is None and r[4] == ["text"] for r in fakes.REQUESTS)  # no media for text
+    assert fakes.REQUESTS[0][1] == dev_gold.iloc[0]["text"]
+    record = next(iter_jsonl(tmp_path / "work" / "text" / "utterances.jsonl"))
+    assert record["emotion"]["annotator"] == "recording-v1" and len(record["emotion"]["votes"]) == 3
+
+
+def test_default_annotate_fn_extracts_audio_and_needs_faces_for_video(meld_dev, tmp_path):
+    fakes, annotator = _stage_annotator()
+    from mikupal.media import read_audio
+    from mikupal.testing.media import TestDataMissing, librivox_clips, write_video
+
+    try:
+        speech = librivox_clips()[0].audio[: 16000 * 2]
+    except TestDataMissing as e:
+        pytest.skip(str(e))
+    clips = tmp_path / "clips"
+    frame = np.full((64, 64, 3), 128, np.uint8)
+    for name in ("dia0_utt0", "dia0_utt1"):
+        write_video(clips / f"{name}.mp4", speech, 16000, lambda i, t: frame, duration=2.0, fps=10)
+    cfg = compose_eval("task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}", "predict.limit=2",
+                       f"clips={clips}", "predict.ablations=[audio,video]", f"out={tmp_path / 'p.json'}",
+                       "bootstrap.n_resamples=50", annotator=annotator)
+    report = run(cfg)["ablations"]
+    assert report["audio"]["n_labelled"] == 2
+    audio_requests = [r for r in fakes.REQUESTS if r[4] == ["audio"]]
+    assert len(audio_requests) == 2 and audio_requests[0][2] == tmp_path / "work" / "audio" / "audio" / "dia0_utt0.flac"
+    written = read_audio(audio_requests[0][2])
+    assert abs(len(written) / 16000 - 2.0) < 0.1 and np.corrcoef(written[:16000], speech[:16000])[0, 1] > 0.9
+    assert report["video"]["n_labelled"] == 0 and report["video"]["n_failed_this_run"] == 2
+    errors = list(iter_jsonl(tmp_path / "work" / "video" / "errors.jsonl"))
+    assert "faces and asd stages" in errors[0]["message"]
