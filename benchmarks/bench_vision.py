@@ -1,0 +1,179 @@
+"""Benchmark of the vision path (``faces`` + ``asd`` stages): real-time factor and peak memory.
+
+Makes a multi-minute 1280×720, 25 fps clip at run time (the astronaut photo, a real face, centred in the frame, its
+mouth animated by real LibriVox / CMU speech from ``pocketsphinx-testdata``, muxed with that speech), cuts it into
+utterances at the known speech segments (what the ``vad`` stage would give, without running it), and runs the
+``faces`` stage (decode at 25 fps, BlazeFace, face mesh, tracking) and the ``asd`` stage (lip-sync scoring, 224×224
+face clip encoding) over every utterance, in a fresh process so its peak memory is the vision path's alone.
+
+Reported:
+
+* RTF (wall): wall time of the two stages (model loading included) / duration — per video second and per second
+  of analysed utterances (the vision path only decodes utterance windows);
+* RTF (CPU): the same with the process's CPU time (user + system), which does not depend on other load on the
+  machine (on a busy shared machine wall time overstates the cost);
+* per-stage milliseconds per analysed frame, peak resident memory (``ru_maxrss``), and whether the face was found.
+
+Targets (issue 3): RTF <= 0.5 and peak memory <= 2 GiB on 2 CPU cores.
+
+Usage::
+
+    python benchmarks/bench_vision.py                         # 150 s clip in a temp folder
+    python benchmarks/bench_vision.py --duration 180 --workdir /tmp/benchv --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SR = 16000
+
+
+def make_inputs(workdir: Path, duration: float, size: tuple[int, int], fps: int) -> dict:
+    """Write the clip, the utterance audio files and the utterance list; returns a description."""
+    from mikupal.media import write_audio
+    from mikupal.testing.talking_faces import single_face_clip
+
+    video = workdir / "talk720.mp4"
+    t0 = time.perf_counter()
+    clip = single_face_clip(video, duration=duration, size=size, face_height=int(size[1] * 2 / 3), fps=fps)
+    made = time.perf_counter() - t0
+    run = workdir / "run"
+    (run / "audio").mkdir(parents=True, exist_ok=True)
+    utterances = []
+    for i, seg in enumerate(clip.segments):
+        uid = f"talk720-{i:05d}"
+        audio = clip.audio[int(round(seg.start * SR)) : int(round(seg.end * SR))]
+        write_audio(run / "audio" / f"{uid}.flac", audio, SR)
+        utterances.append(
+            {"id": uid, "video_id": "talk720", "source": str(video), "start": round(seg.start, 4), "end": round(seg.end, 4),
+             "audio": f"audio/{uid}.flac", "text": None, "language": None, "words": None, "face": None, "emotion": None}
+        )
+    (workdir / "utterances.json").write_text(json.dumps(utterances))
+    return {"video": str(video), "duration": clip.duration, "generation_s": made, "n": len(utterances),
+            "speech_s": sum(u["end"] - u["start"] for u in utterances), "face_box": clip.face_boxes[0]}
+
+
+def run_stages(workdir: Path) -> dict:
+    """Run faces + asd over the utterances (called in a fresh process); returns timings and peak memory."""
+    import logging
+
+    from hydra import compose, initialize_config_dir
+
+    from mikupal.asd.stage import AsdStage
+    from mikupal.faces.stage import FacesStage
+    from mikupal.paths import conf_dir
+    from mikupal.records import Utterance
+    from mikupal.stage import StageContext
+
+    logging.basicConfig(level=logging.WARNING)
+    run = workdir / "run"
+    utterances = [Utterance.from_dict(u) for u in json.loads((workdir / "utterances.json").read_text())]
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        cfg = compose("pipeline", overrides=[f"input={utterances[0].source}", f"run_dir={run}", "fail_fast=true"])
+    ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
+    out: dict = {}
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    faces = FacesStage(cfg)
+    t = time.perf_counter()
+    faces.setup(ctx)
+    out["faces_setup_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for u in utterances:
+        faces.process(u, ctx)
+    out["faces_s"] = time.perf_counter() - t
+    faces.teardown()
+    counts = ctx.take_counts()
+    asd = AsdStage(cfg)
+    t = time.perf_counter()
+    asd.setup(ctx)
+    out["asd_setup_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = [asd.process(u, ctx)[0] for u in utterances]
+    out["asd_s"] = time.perf_counter() - t
+    asd.teardown()
+    out["wall_s"] = time.perf_counter() - wall0
+    out["cpu_s"] = time.process_time() - cpu0
+    counts.update(ctx.take_counts())
+    out["counts"] = counts
+    out["faces_found"] = sum(r.face is not None for r in results)
+    out["clips"] = sum(r.face is not None and r.face.clip is not None and (run / r.face.clip).is_file() for r in results)
+    out["mean_score"] = sum(r.face.asd_score for r in results if r.face) / max(1, out["faces_found"])
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=150.0, help="clip length in seconds (default 150)")
+    parser.add_argument("--size", default="1280x720", help="frame size WxH (default 1280x720)")
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--workdir", type=Path, default=None, help="where to write (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the workdir")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--_run-stages", dest="run_stages", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.run_stages is not None:  # child process
+        print(json.dumps(run_stages(args.run_stages)))
+        return 0
+
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_vision_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        info = make_inputs(workdir, args.duration, (width, height), args.fps)
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--_run-stages", str(workdir)],
+            capture_output=True, text=True, cwd=str(REPO),
+        )
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        frames = res["counts"].get("faces.frames", 0)
+        video_s, speech_s = info["duration"], info["speech_s"]
+        rows = [
+            ("clip", f"{width}x{height} @ {args.fps} fps, {video_s:.1f} s, {info['n']} utterances ({speech_s:.1f} s)"),
+            ("machine", f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} during the run"),
+            ("faces stage", f"{res['faces_s']:.1f} s ({1000 * res['faces_s'] / max(frames, 1):.1f} ms/frame, "
+                            f"{frames:.0f} frames) + setup {res['faces_setup_s']:.2f} s"),
+            ("asd stage", f"{res['asd_s']:.1f} s ({1000 * res['asd_s'] / max(frames, 1):.1f} ms/frame) "
+                          f"+ setup {res['asd_setup_s']:.2f} s"),
+            ("RTF wall / video", f"{res['wall_s'] / video_s:.3f}"),
+            ("RTF wall / utterances", f"{res['wall_s'] / speech_s:.3f}"),
+            ("RTF CPU / video", f"{res['cpu_s'] / video_s:.3f}"),
+            ("RTF CPU / utterances", f"{res['cpu_s'] / speech_s:.3f}"),
+            ("peak memory", f"{res['peak_rss_mib']:.0f} MiB"),
+            ("faces found", f"{res['faces_found']}/{info['n']} (clips {res['clips']}), mean asd score {res['mean_score']:.3f}"),
+            ("frames with a face", f"{res['counts'].get('faces.frames_with_face', 0):.0f}/{frames:.0f}"),
+            ("targets", "RTF <= 0.5, peak memory <= 2048 MiB"),
+        ]
+        width_col = max(len(k) for k, _ in rows)
+        print("vision path benchmark (faces=blazeface, asd=sync)")
+        for key, value in rows:
+            print(f"  {key:<{width_col}}  {value}")
+        if args.json:
+            args.json.write_text(json.dumps({"clip": info, "result": res}, indent=2))
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""``asd`` stage: active speaker detection (offline lip-sync detector) and face-crop clips."""

@@ -1,0 +1,92 @@
+"""Backend interface of the ``asd`` stage: which face track in an utterance is speaking.
+
+A detector scores every candidate track of one utterance against the utterance's audio. The stage adapter
+(:mod:`mikupal.asd.stage`) reads the tracks the ``faces`` stage wrote, prepares what the backend declares it needs,
+applies the threshold and coverage rules, and writes the face clip.
+
+What a backend can ask for (class attributes):
+
+* ``needs_mouth`` — the per-frame mouth opening measured by the face mesh in the ``faces`` stage
+  (:attr:`TrackEvidence.mouth`); the offline :class:`~mikupal.asd.sync.SyncDetector` uses it.
+* ``needs_crops`` — face crops re-decoded from the video at the analysis rate: square crops around the smoothed
+  track box, ``crop_size`` pixels, grey if ``crop_grey`` (:attr:`TrackEvidence.crops`). TalkNet, for instance,
+  needs 25 fps grey crops (224 pixels, of which it uses the central 112) and the 16 kHz audio, and gives per-frame
+  scores.
+* ``fps`` — the analysis rate the model was trained for (TalkNet: 25); the stage refuses to run if the ``faces``
+  stage analysed at another rate, instead of silently misaligning audio and video (a bug of the original code).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+
+@dataclass
+class TrackEvidence:
+    """One candidate face track of an utterance, as given to a detector.
+
+    Attributes:
+        track_id: the track's id within the utterance.
+        times: ``(n,)`` frame times in seconds *from the start of the utterance audio*.
+        fps: analysis frame rate.
+        boxes: ``(n, 4)`` boxes in source-frame pixels.
+        detected: ``(n,)`` whether each box was detected (else interpolated).
+        mouth: ``(n,)`` mouth opening (NaN where unknown), or ``None`` when not measured.
+        crops: ``(n, S, S)`` grey or ``(n, S, S, 3)`` RGB uint8 face crops, when the backend asked for them.
+    """
+
+    track_id: int
+    times: np.ndarray
+    fps: float
+    boxes: np.ndarray
+    detected: np.ndarray
+    mouth: np.ndarray | None = None
+    crops: np.ndarray | None = None
+
+
+@dataclass
+class TrackScore:
+    """A detector's verdict on one track.
+
+    Attributes:
+        score: active-speaker score in 0..1 (each backend documents its mapping); comparable across tracks.
+        frame_scores: optional ``(n,)`` per-frame scores in 0..1 (NaN where not scored).
+        details: backend-specific numbers worth keeping (e.g. the lag found), JSON-serialisable.
+    """
+
+    score: float
+    frame_scores: np.ndarray | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ActiveSpeakerDetector(ABC):
+    """Scores face tracks against speech. Load models in :meth:`setup`, free them in :meth:`teardown`."""
+
+    needs_mouth: ClassVar[bool] = False
+    needs_crops: ClassVar[bool] = False
+    crop_size: int = 112
+    crop_grey: bool = True
+    fps: float | None = None
+
+    def setup(self) -> None:
+        """Load the model."""
+
+    def teardown(self) -> None:
+        """Free the model."""
+
+    @abstractmethod
+    def score(self, tracks: Sequence[TrackEvidence], audio: np.ndarray, sampling_rate: int) -> list[TrackScore]:
+        """Score each track.
+
+        Args:
+            tracks: the candidate tracks of one utterance.
+            audio: the utterance's audio, mono float32, starting at the utterance start.
+            sampling_rate: its rate (16000 in this pipeline).
+
+        Returns:
+            One :class:`TrackScore` per track, in order.
+        """

@@ -1,0 +1,153 @@
+"""Face crops of a track and the face-crop clip ``faces/<id>.mp4`` (H.264 video + AAC audio, written with PyAV).
+
+Crops are squares around the track's *smoothed* box, as in TalkNet's ``crop_video``: the box centre and half-size
+are median-filtered over ``smooth`` frames (13 by default), the side is widened by ``margin`` on every side (0.4
+of the half-size, TalkNet's ``cropScale``), parts outside the frame are filled with grey 110, and the square is
+resized to ``size`` pixels with one affine warp. Frames of the utterance before the track starts or after it ends
+hold the first or last box, so the clip always spans the whole utterance and stays in sync with its audio.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from mikupal.faces.tracking import FaceTrack
+from mikupal.faces.video import AnalysisFrame
+
+log = logging.getLogger(__name__)
+
+PAD_VALUE = 110
+
+
+def smooth_track_boxes(track: FaceTrack, n_frames: int, smooth: int = 13) -> np.ndarray:
+    """Per-frame ``(cx, cy, half)`` for analysis frames ``0..n_frames-1`` of the window.
+
+    Centre and half-size (half the longer box side) are median-filtered over ``smooth`` frames (odd; 1 = none);
+    frames outside the track hold its first/last value.
+    """
+    from scipy.signal import medfilt
+
+    boxes = track.boxes
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    half = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / 2
+    k = max(1, int(smooth) | 1)
+    if k > 1 and len(cx) >= 3:
+        k = min(k, len(cx) if len(cx) % 2 else len(cx) - 1)
+        cx, cy, half = (medfilt(v, k) for v in (cx, cy, half))
+    frames = np.arange(n_frames)
+    out = np.empty((n_frames, 3))
+    for i, v in enumerate((cx, cy, half)):
+        out[:, i] = np.interp(frames, track.frames, v)
+    return out
+
+
+def crop_face(frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4) -> np.ndarray:
+    """Square crop of side ``2 * half * (1 + margin)`` centred on ``(cx, cy)``, resized to ``size``×``size``."""
+    side = max(2.0 * half * (1.0 + margin), 2.0)
+    k = size / side
+    # box coordinates are pixel edges; OpenCV maps pixel centres: u + 0.5 = k * (x + 0.5 - cx) + size / 2
+    m = np.array([[k, 0.0, size / 2 - 0.5 + k * (0.5 - cx)], [0.0, k, size / 2 - 0.5 + k * (0.5 - cy)]])
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
+
+
+def collect_crops(
+    frames: Iterable[AnalysisFrame],
+    tracks: Sequence[FaceTrack],
+    n_frames: int,
+    size: int,
+    grey: bool,
+    margin: float = 0.4,
+    smooth: int = 13,
+) -> list[np.ndarray]:
+    """Crops of each track over its own frames, from one pass over the window's frames.
+
+    Returns:
+        Per track an array ``(len(track), size, size)`` (grey) or ``(len(track), size, size, 3)``; frames the
+        video did not deliver stay grey 110.
+    """
+    geometry = [smooth_track_boxes(t, n_frames, smooth) for t in tracks]
+    shape = (size, size) if grey else (size, size, 3)
+    crops = [np.full((len(t), *shape), PAD_VALUE, np.uint8) for t in tracks]
+    first = [int(t.frames[0]) for t in tracks]
+    for frame in frames:
+        for i, t in enumerate(tracks):
+            j = frame.index - first[i]
+            if 0 <= j < len(t):
+                cx, cy, half = geometry[i][min(frame.index, n_frames - 1)]
+                crop = crop_face(frame.image, cx, cy, half, size, margin)
+                crops[i][j] = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if grey else crop
+    return crops
+
+
+def write_face_clip(
+    path: Path,
+    frames: Iterable[AnalysisFrame],
+    track: FaceTrack,
+    n_frames: int,
+    audio: np.ndarray,
+    sampling_rate: int,
+    fps: float,
+    size: int = 224,
+    margin: float = 0.4,
+    smooth: int = 13,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> int:
+    """Encode the face-crop clip of ``track`` with the utterance audio into ``path`` (an ``.mp4``).
+
+    Args:
+        path: output file (write it through :func:`mikupal.stage.write_atomic`).
+        frames: the window's frames at ``fps`` (source resolution), in order.
+        track: the chosen track; n_frames: analysis frames of the window.
+        audio: the utterance audio, mono float32 at ``sampling_rate``.
+        size: clip width and height. crf, preset: libx264 quality and speed.
+
+    Returns:
+        The number of video frames written.
+    """
+    import av
+
+    geometry = smooth_track_boxes(track, n_frames, smooth)
+    rate = Fraction(fps).limit_denominator(1001)
+    written = 0
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width = vs.height = size
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"crf": str(int(crf)), "preset": str(preset)}
+        astream = out.add_stream("aac", rate=sampling_rate)
+        astream.layout = "mono"
+        for frame in frames:
+            if frame.index >= n_frames:
+                break
+            cx, cy, half = geometry[frame.index]
+            crop = crop_face(frame.image, cx, cy, half, size, margin)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
+            vf.pts = frame.index
+            vf.time_base = 1 / rate
+            for packet in vs.encode(vf):
+                out.mux(packet)
+            written += 1
+        for packet in vs.encode():
+            out.mux(packet)
+        samples = np.clip(audio.astype(np.float32), -1.0, 1.0)
+        block = 1024
+        for start in range(0, len(samples), block):
+            chunk = samples[start : start + block].reshape(1, -1)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            af.sample_rate = sampling_rate
+            af.pts = start
+            af.time_base = Fraction(1, sampling_rate)
+            for packet in astream.encode(af):
+                out.mux(packet)
+        for packet in astream.encode():
+            out.mux(packet)
+    return written

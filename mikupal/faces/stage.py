@@ -1,0 +1,234 @@
+"""``faces`` stage adapter: face detection, mouth landmarks and tracking in each utterance's time window.
+
+Utterance → the same Utterance, plus the artifact ``faces/tracks/<id>.json`` (:mod:`mikupal.faces.artifact`) that
+the ``asd`` stage reads. Per utterance:
+
+1. decode only the frames of ``[start, end]`` at ``faces.analysis_fps`` (25 by default, TalkNet's rate), resized so
+   the longer side is at most ``faces.max_side`` (:mod:`mikupal.faces.video`);
+2. detect faces batch by batch with the configured backend (``faces.detector``); the last, shorter batch of a
+   window is processed like the others (the original code dropped it, losing the end of every scene);
+3. drop boxes smaller than ``faces.min_face_size`` pixels (of the analysed frame), keep at most ``faces.max_faces``
+   (the largest) per frame — frames with more are counted as ``faces.too_many_faces``;
+4. run the 468-point face mesh on each kept face and record its mouth opening (``faces.landmarks``; ``null`` skips
+   it, for ASD backends that do not need it);
+5. split at scene cuts (:mod:`mikupal.faces.scene`) and join detections into IoU tracks
+   (:mod:`mikupal.faces.tracking`); boxes are stored in source-frame pixels.
+
+The vision half never costs an utterance its audio: an audio-only source (``faces.no_video``), a missing file
+(``faces.video_missing``), an undecodable window (``faces.decode_failed``) or any other failure (``faces.error``,
+logged with its traceback; re-raised when ``fail_fast=true``) gives an artifact without tracks, and the utterance
+passes on; ``asd`` then sets ``face: null`` and counts the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from hydra.utils import instantiate
+
+from mikupal.faces.artifact import WindowTracks, tracks_path
+from mikupal.faces.base import Detection, FaceDetector
+from mikupal.faces.mesh import FaceMesh, mouth_opening
+from mikupal.faces.scene import SceneCutDetector
+from mikupal.faces.tracking import IouTracker
+from mikupal.faces.video import AnalysisFrame, VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.media import MediaError
+from mikupal.records import Utterance
+from mikupal.stage import Stage, StageContext, StopStage, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class FacesStage(Stage):
+    """Detect and track faces in each utterance's window (see the module docstring)."""
+
+    name = "faces"
+    input_type = Utterance
+    output_type = Utterance
+    config_keys = ("faces",)
+
+    def setup(self, ctx: StageContext) -> None:
+        fc = self.cfg.faces
+        self.fps = float(fc.analysis_fps)
+        if self.fps <= 0:
+            raise ValueError(f"faces.analysis_fps must be positive, got {self.fps}")
+        self.max_side = int(fc.max_side) if fc.get("max_side") else None
+        self.batch_size = max(1, int(fc.batch_size))
+        self.max_faces = int(fc.max_faces)
+        self.min_face_size = float(fc.get("min_face_size") or 0)
+        self.decode_threads = bool(fc.get("decode_threads", True))
+        self.detector: FaceDetector = instantiate(fc.detector)
+        self.detector.setup()
+        self.mesh = None
+        if fc.get("landmarks") is not None:
+            self.mesh = FaceMesh(**fc.landmarks)
+            self.mesh.setup()
+        tr = fc.tracking
+        self.tracker_args = dict(iou_threshold=tr.iou_threshold, max_gap=tr.max_gap, min_length=tr.min_length)
+        sc = fc.get("scene_cut")
+        self.scene_args = None
+        if sc is not None and sc.get("enabled", True):
+            self.scene_args = dict(threshold=sc.threshold, bins=tuple(sc.bins), min_gap=sc.min_gap)
+        self.detector_name = _describe(self.detector)
+        self.paths = _video_paths(self.cfg)
+
+    def teardown(self) -> None:
+        for part in (getattr(self, "detector", None), getattr(self, "mesh", None)):
+            if part is not None:
+                part.teardown()
+
+    # ------------------------------------------------------------------------------------------------ item
+    def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:
+        try:
+            result = self.analyse(item, ctx)
+        except (StopStage, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - the vision half must not cost the utterance its audio
+            if self.cfg.get("fail_fast"):
+                raise
+            log.exception("faces: %s: analysis failed; the utterance passes on without faces", item.id)
+            result = WindowTracks(item.id, "error", item.start, item.end, self.fps, message=f"{type(e).__name__}: {e}")
+        if result.status != "ok":
+            ctx.count(f"faces.{result.status}")
+        write_atomic(ctx.path(tracks_path(item.id)), result.write)
+        return [item]
+
+    def video_path(self, item: Utterance) -> Path:
+        """The file to decode: the resolved input path of the utterance's video (falls back to ``source``)."""
+        return Path(self.paths.get(item.video_id) or item.source)
+
+    def analyse(self, item: Utterance, ctx: StageContext) -> WindowTracks:
+        """Detect, measure and track the faces of one utterance's window."""
+        base = dict(utterance_id=item.id, start=item.start, end=item.end, fps=self.fps, detector=self.detector_name)
+        path = self.video_path(item)
+        if not path.is_file():
+            log.warning("faces: %s: source %s not found; no faces", item.id, path)
+            return WindowTracks(status="video_missing", message=f"{path} not found", **base)
+        try:
+            info = video_info(path)
+        except MediaError as e:
+            log.warning("faces: %s: %s", item.id, e)
+            return WindowTracks(status="decode_failed", message=str(e), **base)
+        if info is None:
+            return WindowTracks(status="no_video", message=f"{path} has no video stream", **base)
+        size = analysis_size(info.width, info.height, self.max_side)
+        scale = np.array([info.width / size[0], info.height / size[1]] * 2)
+        tracker = IouTracker(**self.tracker_args)
+        scene = SceneCutDetector(**self.scene_args) if self.scene_args else None
+        state = _WindowState(tracker=tracker, scene=scene, scale=scale, size=size)
+        batch: list[AnalysisFrame] = []
+        try:
+            for frame in read_window(path, item.start, item.end, self.fps, size=size, threads=self.decode_threads):
+                batch.append(frame)
+                if len(batch) == self.batch_size:
+                    self._run_batch(batch, state)
+                    batch = []
+            if batch:  # the trailing partial batch is processed like any other
+                self._run_batch(batch, state)
+        except VideoDecodeError as e:
+            log.warning("faces: %s: %s", item.id, e)
+            return WindowTracks(status="decode_failed", message=str(e), **base)
+        tracks = tracker.finish()
+        ctx.count("faces.frames", state.n_frames)
+        ctx.count("faces.frames_with_face", state.frames_with_face)
+        ctx.count("faces.tracks", len(tracks))
+        for key, value in (
+            ("faces.scene_cuts", len(state.cuts)),
+            ("faces.too_many_faces", state.capped),
+            ("faces.tiny_faces", state.tiny),
+            ("faces.short_tracks", tracker.discarded),
+            ("faces.mesh_missed", state.mesh_missed),
+        ):
+            if value:
+                ctx.count(key, value)
+        if state.n_frames == 0:
+            log.warning("faces: %s: no video frames in %.2f-%.2fs", item.id, item.start, item.end)
+        return WindowTracks(
+            status="ok",
+            n_frames=state.n_frames,
+            source_size=[info.width, info.height],
+            analysis_size=list(size),
+            frames_with_face=state.frames_with_face,
+            scene_cuts=state.cuts,
+            capped_frames=state.capped,
+            discarded_tracks=tracker.discarded,
+            tracks=tracks,
+            **base,
+        )
+
+    def _run_batch(self, batch: list[AnalysisFrame], state: "_WindowState") -> None:
+        detections = self.detector.detect([f.image for f in batch])
+        if len(detections) != len(batch):
+            raise RuntimeError(
+                f"{self.detector_name}.detect returned {len(detections)} results for {len(batch)} frames"
+            )
+        width, height = state.size
+        for frame, dets in zip(batch, detections):
+            state.n_frames += 1
+            if state.scene is not None and state.scene.update(frame.image):
+                state.tracker.cut()
+                state.cuts.append(frame.index)
+            kept: list[tuple[Detection, np.ndarray]] = []
+            for d in dets:
+                clipped = np.array(
+                    [max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(width), d.box[2]), min(float(height), d.box[3])]
+                )
+                if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < max(self.min_face_size, 1.0):
+                    state.tiny += 1
+                    continue
+                kept.append((d, clipped))
+            if len(kept) > self.max_faces:
+                state.capped += 1
+                kept.sort(key=lambda dc: -(dc[1][2] - dc[1][0]) * (dc[1][3] - dc[1][1]))
+                kept = kept[: self.max_faces]
+            if kept:
+                state.frames_with_face += 1
+            mouth = np.full(len(kept), np.nan)
+            if self.mesh is not None:
+                for i, (d, _) in enumerate(kept):
+                    points, _presence = self.mesh.landmarks(frame.image, d.box, d.keypoints)
+                    if points is None:
+                        state.mesh_missed += 1
+                    else:
+                        mouth[i] = mouth_opening(points)
+            boxes = np.array([c for _, c in kept]).reshape(-1, 4) * state.scale
+            scores = np.array([d.score for d, _ in kept])
+            state.tracker.update(frame.index, boxes, scores, mouth)
+
+
+class _WindowState:
+    def __init__(self, tracker: IouTracker, scene: SceneCutDetector | None, scale: np.ndarray, size: tuple[int, int]) -> None:
+        self.tracker = tracker
+        self.scene = scene
+        self.scale = scale
+        self.size = size
+        self.n_frames = 0
+        self.frames_with_face = 0
+        self.cuts: list[int] = []
+        self.capped = 0
+        self.tiny = 0
+        self.mesh_missed = 0
+
+
+def _describe(detector: Any) -> str:
+    model = getattr(detector, "model", None) or getattr(detector, "cascade", None)
+    return f"{type(detector).__name__}({model})" if model else type(detector).__name__
+
+
+def _video_paths(cfg: Any) -> dict[str, str]:
+    """``video_id -> resolved path`` of the run's inputs (empty if ``input`` is not set, e.g. in unit tests)."""
+    try:
+        from omegaconf import OmegaConf
+
+        if cfg.get("input") in (None, "???") or OmegaConf.is_missing(cfg, "input"):
+            return {}
+        from mikupal.runner import resolve_inputs
+
+        media = cfg.media
+        return {v.video_id: v.path for v in resolve_inputs(cfg.input, media.video_extensions, media.list_extensions)}
+    except Exception as e:  # noqa: BLE001 - fall back to each utterance's source path
+        log.warning("faces: cannot list the run's inputs (%s); using each utterance's source path", e)
+        return {}

@@ -1,0 +1,181 @@
+"""Frame decoding at the analysis rate, IoU tracking, scene-cut detection, crops, the artifact format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mikupal.faces.artifact import WindowTracks
+from mikupal.faces.scene import SceneCutDetector
+from mikupal.faces.tracking import IouTracker, iou_matrix
+from mikupal.faces.video import VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.testing.media import face_photo, write_video
+
+
+@pytest.fixture(scope="module")
+def counter_video(tmp_path_factory):
+    """A 30 fps, 4 s video whose frame index is written in its pixels (left half: i // 16, right half: i % 16)."""
+    path = tmp_path_factory.mktemp("counter") / "counter30.mp4"
+
+    def frame_at(i, t):
+        img = np.empty((64, 96, 3), np.uint8)
+        img[:, :48] = (i // 16) * 16 + 8
+        img[:, 48:] = (i % 16) * 16 + 8
+        return img
+
+    write_video(path, np.zeros(4 * 16000, np.float32), 16000, frame_at, duration=4.0, fps=30)
+    return path
+
+
+def _index(frame) -> int:
+    h, w = frame.image.shape[:2]
+    hi = frame.image[4 : h - 4, 4 : w // 2 - 4].mean()
+    lo = frame.image[4 : h - 4, w // 2 + 4 : w - 4].mean()
+    return int(round((hi - 8) / 16)) * 16 + int(round((lo - 8) / 16))
+
+
+def test_read_window_resamples_30fps_to_25fps_by_nearest_frame(counter_video):
+    frames = list(read_window(counter_video, 1.0, 2.0, 25))
+    assert len(frames) == 25
+    assert [f.index for f in frames] == list(range(25))
+    assert np.allclose([f.time for f in frames], 1.0 + np.arange(25) / 25)
+    # nearest source frame to each analysis time (source frame j is at j/30 s)
+    expected = [int(round((1.0 + k / 25) * 30)) for k in range(25)]
+    assert [round(f.source_time * 30) for f in frames] == expected
+    assert [_index(f) for f in frames] == expected  # the pixels are those of that frame (seek + decode forward)
+
+
+def test_read_window_resizes_and_stops_at_the_end_of_the_video(counter_video):
+    frames = list(read_window(counter_video, 3.5, 6.0, 25, size=(48, 32)))
+    assert frames[0].image.shape == (32, 48, 3)
+    assert frames[-1].time < 4.0 + 1e-6 and len(frames) == 13  # 3.50 .. 3.98: the video ends at 4.0 s
+    assert _index(frames[-1]) == 119
+
+
+def test_read_window_from_zero_and_upsampling(counter_video):
+    frames = list(read_window(counter_video, 0.0, 0.2, 50))
+    assert len(frames) == 10
+    assert [_index(f) for f in frames] == [int(round(k / 50 * 30)) for k in range(10)]
+
+
+def test_audio_only_file_has_no_video(tmp_path):
+    path = write_video(tmp_path / "audio.mp4", np.zeros(16000, np.float32), 16000, None, duration=1.0)
+    assert video_info(path) is None
+    with pytest.raises(VideoDecodeError, match="no video stream"):
+        list(read_window(path, 0.0, 1.0, 25))
+
+
+def test_analysis_size_shrinks_but_never_enlarges():
+    assert analysis_size(1920, 1080, 640) == (640, 360)
+    assert analysis_size(176, 144, 640) == (176, 144)
+    assert analysis_size(1080, 1920, 640) == (360, 640)
+    assert analysis_size(1280, 720, None) == (1280, 720)
+
+
+# --------------------------------------------------------------------------------------------------- tracking
+def _box(x, y, s=50):
+    return [x, y, x + s, y + s]
+
+
+def test_tracker_follows_two_faces_and_interpolates_a_short_gap():
+    tr = IouTracker(iou_threshold=0.3, max_gap=5, min_length=3)
+    for f in range(20):
+        boxes = [_box(10 + f, 10)]
+        if not 8 <= f < 12:  # the second face is missed for 4 frames
+            boxes.append(_box(200, 20 + f))
+        tr.update(f, np.array(boxes), np.full(len(boxes), 0.9), np.full(len(boxes), 0.1 * f))
+    tracks = tr.finish()
+    assert len(tracks) == 2
+    a, b = sorted(tracks, key=lambda t: t.boxes[0][0])
+    assert len(a) == len(b) == 20 and a.n_detected == 20 and b.n_detected == 16
+    assert not b.detected[8:12].any() and b.detected[12]
+    assert np.allclose(b.boxes[8:12, 1], 20 + np.arange(8, 12))  # linear interpolation of the missed boxes
+    assert np.isnan(b.mouth[9]) and b.mouth[12] == pytest.approx(1.2)
+    assert b.scores[9] == 0.0
+
+
+def test_tracker_splits_after_a_long_gap_and_drops_short_tracks():
+    tr = IouTracker(iou_threshold=0.3, max_gap=3, min_length=5)
+    for f in list(range(0, 10)) + list(range(15, 25)):
+        tr.update(f, np.array([_box(100, 100)]), np.array([0.9]))
+    tr.update(30, np.array([_box(400, 100)]), np.array([0.9]))  # a 1-frame false positive
+    tracks = tr.finish()
+    assert [(int(t.frames[0]), int(t.frames[-1])) for t in tracks] == [(0, 9), (15, 24)]
+    assert tr.discarded == 1
+
+
+def test_tracker_cut_closes_tracks_even_if_the_box_does_not_move():
+    tr = IouTracker(iou_threshold=0.3, max_gap=10, min_length=2)
+    for f in range(10):
+        if f == 5:
+            tr.cut()
+        tr.update(f, np.array([_box(100, 100)]), np.array([0.9]))
+    tracks = tr.finish()
+    assert [(int(t.frames[0]), int(t.frames[-1])) for t in tracks] == [(0, 4), (5, 9)]
+    assert [t.track_id for t in tracks] == [0, 1]
+
+
+def test_tracker_assignment_does_not_swap_close_faces():
+    # Two faces side by side moving right; greedy matching in detection order would swap them at frame 1.
+    tr = IouTracker(iou_threshold=0.1, max_gap=2, min_length=2)
+    tr.update(0, np.array([_box(0, 0, 100), _box(60, 0, 100)]), np.array([0.9, 0.9]))
+    tr.update(1, np.array([_box(75, 0, 100), _box(15, 0, 100)]), np.array([0.9, 0.9]))
+    tracks = tr.finish()
+    starts = {int(t.boxes[0][0]): int(t.boxes[1][0]) for t in tracks}
+    assert starts == {0: 15, 60: 75}
+
+
+def test_iou_matrix():
+    m = iou_matrix(np.array([_box(0, 0, 10)]), np.array([_box(0, 0, 10), _box(5, 0, 10), _box(50, 50, 10)]))
+    assert np.allclose(m, [[1.0, 50 / 150, 0.0]])
+
+
+# --------------------------------------------------------------------------------------------------- scene cuts
+def test_scene_cut_detector_fires_on_a_shot_change_only():
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    a = face_photo()
+    b = data.coffee()[:512, :512]
+    det = SceneCutDetector(threshold=0.35, min_gap=3)
+    cuts = []
+    for i in range(30):
+        img = a if i < 17 else b
+        shift = int(2 * np.sin(i))  # slight camera shake and noise inside a shot
+        noisy = np.clip(np.roll(img, shift, axis=1).astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+        brighter = np.clip(noisy.astype(int) + (i % 3) * 4, 0, 255).astype(np.uint8)  # flicker
+        if det.update(brighter):
+            cuts.append(i)
+    assert cuts == [17]
+
+
+# --------------------------------------------------------------------------------------------------- artifact
+def test_window_tracks_round_trip_keeps_nan_and_types(tmp_path):
+    tr = IouTracker(min_length=1)
+    tr.update(0, np.array([_box(1, 2)]), np.array([0.9]), np.array([0.25]))
+    tr.update(2, np.array([_box(3, 2)]), np.array([0.8]), np.array([np.nan]))
+    w = WindowTracks("u-00001", "ok", 1.0, 2.0, 25.0, n_frames=25, tracks=tr.finish(), scene_cuts=[4])
+    path = tmp_path / "t.json"
+    w.write(path)
+    back = WindowTracks.read(path)
+    t = back.tracks[0]
+    assert back.expected_frames == 25 and back.scene_cuts == [4]
+    assert list(t.frames) == [0, 1, 2] and list(t.detected) == [True, False, True]
+    assert t.mouth[0] == 0.25 and np.isnan(t.mouth[1]) and np.isnan(t.mouth[2])
+    assert np.allclose(t.boxes[1], [2, 2, 52, 52])
+    with pytest.raises(ValueError, match="unknown faces status"):
+        WindowTracks("u", "weird", 0.0, 1.0, 25.0)
+
+
+# --------------------------------------------------------------------------------------------------- crops
+def test_crop_face_centres_the_box_and_pads_with_grey():
+    from mikupal.asd.clip import PAD_VALUE, crop_face
+
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[40:60, 90:110] = 255  # a white 20x20 square centred at (100, 50)
+    crop = crop_face(frame, 100, 50, 10, 56, margin=0.4)  # side 28 px -> 56 px: scale 2
+    assert crop.shape == (56, 56, 3)
+    white = np.argwhere(crop[..., 0] > 128)
+    assert white.min(0).tolist() == [8, 8] and white.max(0).tolist() == [47, 47]
+    edge = crop_face(frame, 5, 5, 10, 56)  # mostly outside the frame: grey padding
+    assert (edge[0, 0] == PAD_VALUE).all()
