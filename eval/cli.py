@@ -51,6 +51,8 @@ def task_meld(cfg: DictConfig) -> dict:
     from eval.report import format_meld, plot_confusion
 
     _require(cfg, "gold", "predictions")
+    if len(as_path_list(cfg.predictions)) != 1:
+        raise EvalInputError("task=meld scores one predictions file at a time (several files: task=agreement)")
     gold = load_gold(cfg.gold)
     predictions = load_predictions(cfg.predictions, label_column=cfg.label_column, id_column=cfg.id_column,
                                    label_set=cfg.label_set, duplicates=cfg.duplicates)

@@ -168,3 +168,16 @@ def test_cli_agreement_needs_exactly_one_source(tmp_path):
         run(compose_eval("task=agreement", f"out={tmp_path / 'a.json'}"))
     with pytest.raises(EvalInputError, match="at least two"):
         run(compose_eval("task=agreement", f"predictions=[{tmp_path / 'a.csv'}]", f"out={tmp_path / 'a.json'}"))
+
+
+def test_several_runs_as_raters(tmp_path):
+    labels_a = ["Joy", "Anger", "Joy", "Calmness", "Joy", "Sadness"]
+    labels_b = ["Joy", "Anger", "Calmness", "Calmness", "Joy", "Sadness"]
+    a = write_run(tmp_path / "a", [utterance(f"v-{i:05d}", lab) for i, lab in enumerate(labels_a)])
+    b = write_run(tmp_path / "b", [utterance(f"v-{i:05d}", lab) for i, lab in enumerate(labels_b)]
+                  + [utterance("v-00099", "Joy")])  # only in run b: a single rating, left out with a warning
+    report = run(compose_eval("task=agreement", f"runs=[{a},{b}]", f"out={tmp_path / 'r.json'}",
+                              "bootstrap.n_resamples=100"))
+    assert report["kind"] == "runs" and report["n_raters"] == 2 and report["n_items"] == 7
+    assert report["percent_agreement"] == pytest.approx(5 / 6)
+    assert any("single rating" in w for w in report["warnings"])
