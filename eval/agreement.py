@@ -370,8 +370,9 @@ def agreement_report(
         wp = w[:, pairable]
         with np.errstate(divide="ignore", invalid="ignore"):
             boot_pa.append((wp @ pairs) / wp.sum(axis=1))
+    n_alpha = n_resamples
     if level_of_measurement != "nominal" and alpha is not None:
-        # No closed form: resample raters × items columns and call the library (small studies only).
+        # No closed form: resample item columns and call the library (capped: meant for small rating studies).
         n_alpha = min(n_resamples, 200)
         idx = rng.integers(0, n_items, size=(n_alpha, n_items))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -388,6 +389,7 @@ def agreement_report(
         "percent_agreement": percentile_interval(cat(boot_pa), level),
         "method": "percentile bootstrap over items",
         "n_resamples": int(n_resamples),
+        "krippendorff_alpha_n_resamples": int(n_alpha),
         "seed": int(seed),
         "level": float(level),
     }
