@@ -30,10 +30,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from builder.scan import REASONS, SPLITS, BuildError, ScanReport
 from mikupal import __version__ as mikupal_version
 from mikupal.labels import LabelSet, load_label_set
-
-from builder.scan import REASONS, SPLITS, BuildError, ScanReport
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ log = logging.getLogger(__name__)
 MARKER = "mikupal-build:begin"
 
 _BLOCK_RE = re.compile(
-    r"(?P<begin><!-- mikupal-build:begin (?P<name>[\w-]+) -->\n)(?P<body>.*?)(?P<end><!-- mikupal-build:end (?P=name) -->)",
+    r"(?P<begin><!-- mikupal-build:begin (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+    r"(?P<end><!-- mikupal-build:end (?P=name) -->)",
     re.S,
 )
 
@@ -409,7 +409,9 @@ def render_pipeline(report: ScanReport, settings: Mapping[str, Any]) -> str:
     parts = [
         "### Build settings",
         "",
-        _table(["Setting", "Value"], [[f"`{k}`", f"`{json.dumps(v, ensure_ascii=False)}`"] for k, v in settings.items()]),
+        _table(
+            ["Setting", "Value"], [[f"`{k}`", f"`{json.dumps(v, ensure_ascii=False)}`"] for k, v in settings.items()]
+        ),
         "",
         "### Pipeline configuration",
         "",
@@ -531,7 +533,12 @@ def render_card(
     splits = [s for s in SPLITS if split_rows.get(s)]
     languages = sorted(lang for lang in report.stats.languages if lang)
     yaml_text = card_metadata(
-        template_meta, options.metadata, info=info, splits=splits, languages=languages, num_rows=sum(split_rows.values())
+        template_meta,
+        options.metadata,
+        info=info,
+        splits=splits,
+        languages=languages,
+        num_rows=sum(split_rows.values()),
     )
     body = replace_block(body, "categories", render_categories(report.label_set))
     body = replace_block(body, "statistics", render_statistics(report, options, split_rows))

@@ -20,12 +20,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mikupal.paths import conf_dir
-
 from builder.card import CardOptions
 from builder.export import ExportResult, export_dataset, push_folder
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import SPLITS, BuildError
+from mikupal.paths import conf_dir
 
 log = logging.getLogger(__name__)
 

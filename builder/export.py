@@ -276,7 +276,8 @@ def push_folder(
     """
     folder = Path(folder)
     readme = folder / _README
-    if not readme.is_file() or MARKER not in readme.read_text(encoding="utf-8") or not any(folder.glob("data/*.parquet")):
+    is_export = readme.is_file() and MARKER in readme.read_text(encoding="utf-8")
+    if not is_export or not any(folder.glob("data/*.parquet")):
         raise BuildError(f"{folder} is not a mikupal-build export (README.md and data/*.parquet): build it first")
     if not _REPO_ID.match(repo_id):
         raise BuildError(f"push_to_hub={repo_id!r} is not a Hub repository id: use ORG/NAME")

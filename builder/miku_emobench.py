@@ -10,6 +10,9 @@ directly::
     b.download_and_prepare()            # validates, then writes Arrow (audio referenced by path)
     ds = b.as_dataset(split="train")    # ds[0]["audio"] decodes (torchcodec)
 
+``download_and_prepare`` reuses a finished cache for the same config: after the run directories change, pass
+``download_mode="force_redownload"`` (``export_dataset`` always rebuilds).
+
 To publish, use :func:`builder.export.export_dataset` (or ``mikupal-build``): it writes Parquet shards with the
 audio embedded plus the dataset card, a folder that ``datasets.load_dataset(folder)`` loads anywhere.
 
@@ -31,10 +34,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import datasets
 from datasets.builder import Key
 
-from mikupal.labels import LabelSet, as_label_set
-
 from builder.features import build_features
 from builder.scan import BuildError, ScanReport, manifest_fingerprint, scan_runs, validate_split_ratios
+from mikupal.labels import LabelSet, as_label_set
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,8 @@ class MikuEmoBenchConfig(datasets.BuilderConfig):
         unknown = [x for x in (self.labels_kept or []) if x not in label_set]
         if unknown:
             raise BuildError(
-                f"labels_kept names {unknown}, which are not labels of {label_set.name!r} ({', '.join(label_set.names)})"
+                f"labels_kept names {unknown}, which are not labels of {label_set.name!r} "
+                f"({', '.join(label_set.names)})"
             )
         return label_set
 
@@ -199,10 +202,12 @@ class MikuEmoBench(datasets.GeneratorBasedBuilder):
         if not self.config.lenient:
             report.raise_for_bad_input()
         elif report.bad_input:
-            log.warning("lenient: skipping %d bad manifest line(s):\n%s", report.bad_input, report.describe("bad_input", 3))
+            log.warning(
+                "lenient: skipping %d bad manifest line(s):\n%s", report.bad_input, report.describe("bad_input", 3)
+            )
         if report.accepted == 0:
             raise BuildError(
-                f"no utterance left to build from {len(report.run_dirs)} run director(y/ies) "
+                f"no utterance left to build from {len(report.run_dirs)} run directory(ies) "
                 f"({report.lines} line(s) read); left out:\n{report.describe('bad_input', 3)}\n"
                 f"{report.describe('skipped', 3)}\nAnnotate the utterances (the pipeline's annotate stage) or "
                 "loosen the filters."

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+from builder.features import SAMPLING_RATE
 from mikupal.ids import stable_hash
 from mikupal.labels import LabelParseError, LabelSet
 from mikupal.records import RecordError, Utterance
-
-from builder.features import SAMPLING_RATE
 
 if TYPE_CHECKING:
     from builder.miku_emobench import MikuEmoBenchConfig

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from builder_testkit import make_utterance, write_audio
 from datasets.exceptions import DatasetGenerationError
 
 from builder.features import FIELD_NAMES, build_features
 from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig, record_to_example
 from builder.scan import BadInputError, BuildError
-from conftest import make_utterance, write_audio
 from mikupal.labels import load_label_set
 
 

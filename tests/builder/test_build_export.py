@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import yaml
+from builder_testkit import make_utterance, write_audio
 from huggingface_hub import HfApi
 
 from builder.card import split_front_matter
@@ -21,7 +21,6 @@ from builder.export import export_dataset, push_folder
 from builder.features import build_features
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import BadInputError, BuildError
-from conftest import make_utterance, write_audio
 from mikupal.labels import load_label_set
 
 FEATURES = build_features(load_label_set("emobench26"))
@@ -218,7 +217,8 @@ class FakeHubApi:
                 uploaded.add(rel)
         for path in list(self.remote.rglob("*")):
             rel = path.relative_to(self.remote).as_posix()
-            if path.is_file() and rel not in uploaded and any(fnmatch.fnmatch(rel, p) for p in kwargs["delete_patterns"]):
+            deletable = any(fnmatch.fnmatch(rel, p) for p in kwargs["delete_patterns"])
+            if path.is_file() and rel not in uploaded and deletable:
                 path.unlink()
         return "commit-1"
 
@@ -244,7 +244,9 @@ def test_push_uploads_the_export_through_the_hub_api(make_run_dir, tmp_path, mon
     assert upload["repo_type"] == "dataset" and upload["repo_id"] == "miku-org/emobench-test"
     assert not (remote / "data" / "train-00003-of-00009.parquet").exists()  # stale shard removed
     assert (remote / ".gitattributes").exists()  # not ours: untouched
-    assert sorted(p.name for p in remote.iterdir()) == [".gitattributes", "README.md", "data", "emotion_distribution.png"]
+    assert sorted(p.name for p in remote.iterdir()) == [
+        ".gitattributes", "README.md", "data", "emotion_distribution.png"
+    ]
     reloaded = load(remote)
     assert sum(len(ds) for ds in reloaded.values()) == 10
     assert next(iter(reloaded.values())).features == FEATURES

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+from builder_testkit import make_utterance, write_audio
 
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import (
@@ -16,7 +17,6 @@ from builder.scan import (
     scan_runs,
     validate_split_ratios,
 )
-from conftest import make_utterance, write_audio
 from mikupal.labels import load_label_set
 
 EMOBENCH = load_label_set("emobench26")
@@ -131,7 +131,8 @@ def test_duplicate_ids_across_runs_keep_the_first(make_run_dir):
 
 def test_filters_drop_with_their_reasons(make_run_dir):
     durations = [0.5, 1.5, 2.5, 3.5]
-    run = make_run_dir("filt", videos=1, per_video=4, seconds=lambda n: durations[n], label=lambda n: ["Joy", "Joy", "Anger", "Joy"][n])
+    labels = ["Joy", "Joy", "Anger", "Joy"]
+    run = make_run_dir("filt", videos=1, per_video=4, seconds=lambda n: durations[n], label=lambda n: labels[n])
     noface = make_utterance("filtvid", 9, label="Joy", asd_score=None)
     write_audio(run.path / noface.audio, 1.5, 300, seed=9)
     run.append(noface)

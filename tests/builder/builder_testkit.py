@@ -1,0 +1,122 @@
+"""Helpers that write synthetic MIKU-PAL run directories for the builder tests.
+
+A run directory here is what the pipeline leaves behind (DESIGN §2): ``utterances.jsonl`` (one Utterance per line,
+written through :meth:`Utterance.to_dict`), ``audio/<id>.flac`` (16 kHz mono FLAC: a tone plus noise) and
+``<stage>/stage.json`` for a few stages. (A uniquely named module: ``from conftest import ...`` would be ambiguous
+with the other test folders' conftest files.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from mikupal.ids import utterance_id
+from mikupal.records import Emotion, Face, Utterance, Word
+
+SR = 16000
+LABELS = ["Joy", "Anger", "Calmness", "Interest", "Sadness", "Surprise"]
+
+
+def write_audio(path: Path, seconds: float, freq: float, seed: int, samplerate: int = SR, channels: int = 1) -> None:
+    """A tone with a little noise, as FLAC (16-bit)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * samplerate)) / samplerate
+    signal = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    if channels > 1:
+        signal = np.stack([signal] * channels, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), signal.astype(np.float32), samplerate, format="FLAC", subtype="PCM_16")
+
+
+@dataclass
+class RunDir:
+    """A synthetic run directory.
+
+    Attributes:
+        path: the directory. utterances: the records written, in manifest order.
+    """
+
+    path: Path
+    utterances: list[Utterance] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "utterances.jsonl"
+
+    def append_line(self, line: str) -> int:
+        """Append a raw manifest line; returns its 1-based line number."""
+        with open(self.manifest, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return len(self.manifest.read_text(encoding="utf-8").splitlines())
+
+    def append(self, utt: Utterance) -> int:
+        """Append one record; returns its line number."""
+        self.utterances.append(utt)
+        return self.append_line(json.dumps(utt.to_dict()))
+
+
+def make_utterance(
+    video: str,
+    index: int,
+    *,
+    label: str | None = "Joy",
+    seconds: float = 1.5,
+    asd_score: float | None = 0.9,
+    annotator: str = "fusion-v1",
+    prompt_version: str | None = "v1",
+    start: float | None = None,
+) -> Utterance:
+    """An utterance record whose times, words and face are consistent."""
+    uid = utterance_id(video, index)
+    start = 10.0 * index if start is None else start
+    words = [
+        Word("hello", start + 0.1, start + 0.5, 0.97),
+        Word("there", start + 0.6, start + min(seconds, 1.2), None),
+    ]
+    face = Face(track_id=1, box=[10.0, 20.0, 110.0, 140.0], asd_score=asd_score, clip=f"faces/{uid}.mp4")
+    emotion = None
+    if label is not None:
+        emotion = Emotion(
+            label=label,
+            intensity=0.7,
+            rationale=f"The speaker sounds like {label.lower()}.",
+            scores=None,
+            votes=[label, label, label],
+            annotator=annotator,
+            prompt_version=prompt_version,
+        )
+    return Utterance(
+        id=uid,
+        video_id=video,
+        source=f"videos/{video}.mp4",
+        start=start,
+        end=start + seconds,
+        audio=f"audio/{uid}.flac",
+        text=f"hello there from {video} number {index}",
+        language="en",
+        words=words,
+        face=face if asd_score is not None else None,
+        emotion=emotion,
+    )
+
+
+def write_stage_json(path: Path, stage: str, config: dict[str, Any]) -> None:
+    (path / stage).mkdir(parents=True, exist_ok=True)
+    (path / stage / "stage.json").write_text(
+        json.dumps(
+            {
+                "stage": stage,
+                "config": config,
+                "config_hash": f"{stage}-hash-1234",
+                "package_version": "0.1.0",
+                "schema_version": 1,
+            }
+        ),
+        encoding="utf-8",
+    )
