@@ -296,9 +296,12 @@ def render_statistics(report: ScanReport, options: CardOptions, split_rows: Mapp
     if not report.counts:
         parts.append(f"None: all {report.lines:,} manifest lines are in the dataset.")
     else:
+        lenient_note = (
+            " (*bad input* lines were skipped because the build ran with `lenient=true`)" if report.bad_input else ""
+        )
         parts.append(
             f"{report.lines:,} manifest lines were read; {total:,} are in the dataset. The others were left out "
-            "for these reasons (*bad input* lines were skipped because the build ran with `lenient=true`):"
+            f"for these reasons{lenient_note}:"
         )
         parts.append("")
         rows = []
