@@ -122,9 +122,10 @@ def _media_url(run_dir: Path, rel: str | None, prefix: str, media_root: str | No
     return f"{prefix}{shown}"
 
 
-def labeling_config(scale: Scale, *, with_video: bool) -> str:
-    """The Label Studio labelling config (XML) for a rationality study."""
+def labeling_config(scale: Scale, *, with_video: bool, with_audio: bool = True) -> str:
+    """The Label Studio labelling config (XML) for a rationality study (media tags only for media every task has)."""
     video = '  <Video name="video" value="$video"/>\n' if with_video else ""
+    audio = '  <Audio name="audio" value="$audio"/>\n' if with_audio else ""
     if scale.kind == "binary":
         control = (
             '  <Choices name="rational" toName="text" choice="single" showInline="true" required="true">\n'
@@ -143,7 +144,7 @@ def labeling_config(scale: Scale, *, with_video: bool) -> str:
         '  <Header value="Is the emotion label a rational reading of this utterance? Label: $label"/>\n'
         '  <Text name="label_description" value="$label_description"/>\n'
         f"{video}"
-        '  <Audio name="audio" value="$audio"/>\n'
+        f"{audio}"
         '  <Text name="text" value="$text"/>\n'
         '  <Header value="Annotator rationale" size="6"/>\n'
         '  <Text name="rationale" value="$rationale"/>\n'
@@ -204,6 +205,7 @@ def export_rating_sheet(
 
     rows, tasks = [], []
     with_video = all(u.face is not None and u.face.clip for u in sample)
+    with_audio = all(bool(u.audio) for u in sample)
     for utt in sample:
         emo = utt.emotion
         clip = utt.face.clip if utt.face is not None else None
@@ -215,8 +217,9 @@ def export_rating_sheet(
         data = {
             "item": utt.id, "label": emo.label, "label_description": descriptions.get(emo.label, ""),
             "rationale": emo.rationale, "text": utt.text or "",
-            "audio": _media_url(run_dir, utt.audio, media_url_prefix, media_root),
         }
+        if with_audio:
+            data["audio"] = _media_url(run_dir, utt.audio, media_url_prefix, media_root)
         if with_video:
             data["video"] = _media_url(run_dir, clip, media_url_prefix, media_root)
         tasks.append({"data": data})
@@ -228,7 +231,8 @@ def export_rating_sheet(
         writer.writeheader()
         writer.writerows(rows)
     write_json(out_dir / "label_studio_tasks.json", tasks)
-    (out_dir / "label_studio_config.xml").write_text(labeling_config(scale, with_video=with_video), encoding="utf-8")
+    config = labeling_config(scale, with_video=with_video, with_audio=with_audio)
+    (out_dir / "label_studio_config.xml").write_text(config, encoding="utf-8")
     design = {
         "task": "rating_sheet",
         "run_dir": str(run_dir),

@@ -154,3 +154,13 @@ def test_cli_sheet_then_rationality(run_dir, tmp_path):
     assert report["paper_claim"] == 0.83 and report["agreement"]["n_raters"] == 2
     weighted = (30 * 1.0 + 12 * 1.0 + 5 * report["per_label"]["Awe"]["share"]) / 47
     assert report["population_weighted_share"] == pytest.approx(weighted)
+
+
+def test_sheet_of_a_text_only_run_has_no_media_tags(tmp_path):
+    utts = [utterance(f"t-{i:05d}", "joy") for i in range(3)]
+    utts = [u.__class__(**{**u.__dict__, "audio": ""}) for u in utts]  # text-only predictions carry no audio
+    export_rating_sheet(write_run(tmp_path / "run", utts), tmp_path / "sheet", per_label=5, seed=0, scale=BINARY)
+    root = ET.fromstring((tmp_path / "sheet" / "label_studio_config.xml").read_text())
+    assert root.find("Audio") is None and root.find("Video") is None and root.find("Text") is not None
+    tasks = json.loads((tmp_path / "sheet" / "label_studio_tasks.json").read_text())
+    assert "audio" not in tasks[0]["data"] and tasks[0]["data"]["text"] == "hello"
