@@ -1,0 +1,430 @@
+"""Machinery shared by the API annotators (Gemini, OpenAI-compatible): key, prompt, cache, retries, validation, cost.
+
+:class:`APIAnnotator` implements :meth:`~mikupal.annotate.base.Annotator.annotate` once:
+
+1. render the prompt (system instruction with every label and its description; user text with transcript and
+   context) and pick the media parts for the request's modalities;
+2. look the request up in the on-disk cache (key: backend, model, prompt version and text, media sha256,
+   generation parameters, output schema, rollout index); a hit returns without any request;
+3. otherwise prepare the backend's payload (inline media or uploads), send it through :func:`call_with_retry`
+   (exponential backoff with jitter on 429, 5xx, timeouts, honouring server hints) behind the client-side
+   :class:`~mikupal.annotate.retry.RateLimiter`;
+4. validate the reply (:func:`~mikupal.annotate.prompt.parse_reply`); an invalid reply is answered once (by default)
+   with the error stated, and a second invalid reply makes the utterance an item error;
+5. price the tokens with the configured table and store the validated answer in the cache.
+
+A subclass provides the SDK specifics: ``_make_client``, ``_prepare``, ``_generate``, ``_classify`` and, if it
+uploads, ``_release_uploads``.
+
+The API key is read from the environment variable *named* by ``api_key_env`` and handed to the SDK client only; it
+is never stored on the annotator, logged, cached, or put in an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from mikupal.annotate.base import (
+    AnnotationError,
+    AnnotationRequest,
+    Annotator,
+    AnnotatorConfigError,
+    MediaPart,
+    RolloutAnswer,
+    Usage,
+)
+from mikupal.annotate.cache import AnswerCache, cache_key, file_sha256
+from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError, parse_reply, response_schema
+from mikupal.annotate.retry import Failure, RateLimiter, RetriesExhausted, RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
+
+
+class FatalAPIError(AnnotationError):
+    """An API error that every further request would repeat (bad key, no access, unknown model): stop the stage."""
+
+
+# ---------------------------------------------------------------------------------------------- prices
+class PriceTable:
+    """USD prices per million tokens, by model id (``annotator.prices``).
+
+    Each entry: ``{input: USD, output: USD, input_by_modality: {AUDIO: USD, ...}}``; ``input_by_modality`` prices
+    the prompt tokens the API reports per modality (Gemini's ``promptTokensDetails``), other input tokens use
+    ``input``. A model is looked up by exact id, then by the longest configured id it starts with (so
+    ``gemini-2.0-flash-001`` uses ``gemini-2.0-flash``).
+    """
+
+    def __init__(self, prices: Mapping[str, Mapping[str, Any]] | None) -> None:
+        self.prices = {str(k): dict(v) for k, v in dict(prices or {}).items()}
+
+    def lookup(self, *models: str | None) -> dict[str, Any] | None:
+        """The price entry of the first model id that has one, or ``None``."""
+        for model in models:
+            if not model:
+                continue
+            name = model.removeprefix("models/")
+            if name in self.prices:
+                return self.prices[name]
+            prefixes = [k for k in self.prices if name.startswith(k)]
+            if prefixes:
+                return self.prices[max(prefixes, key=len)]
+        return None
+
+    def cost(self, entry: Mapping[str, Any] | None, input_tokens: int, output_tokens: int,
+             input_by_modality: Mapping[str, int] | None = None) -> float:
+        """USD for one reply (0 without a price entry)."""
+        if entry is None:
+            return 0.0
+        base_in = float(entry.get("input", 0.0))
+        by_mod = {str(k).upper(): float(v) for k, v in dict(entry.get("input_by_modality") or {}).items()}
+        if input_by_modality:
+            counted = sum(input_by_modality.values())
+            usd = sum(n * by_mod.get(m.upper(), base_in) for m, n in input_by_modality.items())
+            usd += max(0, input_tokens - counted) * base_in
+        else:
+            usd = input_tokens * base_in
+        usd += output_tokens * float(entry.get("output", 0.0))
+        return usd / 1e6
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+@dataclass
+class Reply:
+    """One generation reply as the backend saw it.
+
+    Attributes:
+        text: the model's text (``None`` if it gave none, e.g. blocked).
+        input_tokens, output_tokens: reported usage.
+        input_by_modality: prompt tokens by modality (``TEXT``, ``AUDIO``, ``VIDEO``, ``IMAGE``), if reported.
+        model_version: the exact model id the server reported.
+        finish_reason: why generation stopped, if reported.
+    """
+
+    text: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_by_modality: dict[str, int] | None = None
+    model_version: str | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class Meter:
+    """Mutable usage accumulator for one rollout (turned into :class:`Usage`)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    uploads: int = 0
+    validation_retries: int = 0
+
+    def usage(self) -> Usage:
+        return Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd,
+                     requests=self.requests, retries=self.retries, uploads=self.uploads,
+                     validation_retries=self.validation_retries)
+
+
+@dataclass
+class Prepared:
+    """A backend payload ready to send, plus what the shared code needs to know about it."""
+
+    request: AnnotationRequest
+    system: str
+    user: str
+    schema: dict[str, Any]
+    rollout: int
+    payload: Any = None
+
+
+class APIAnnotator(Annotator):
+    """Base class of the API annotators (see the module docstring for what it does).
+
+    Args:
+        model: model id sent to the API (e.g. ``gemini-2.0-flash``).
+        prompt: the prompt template (a :class:`PromptTemplate`, its config mapping, or a name in ``conf/prompt``).
+        api_key_env: name of the environment variable holding the API key (``None``: no key, for local servers).
+        base_url: endpoint override (a local server, a proxy); ``None`` for the SDK default.
+        timeout: seconds per HTTP request.
+        retry: ``annotator.retry`` settings (:class:`RetryPolicy` fields).
+        requests_per_minute: client-side rate limit of generation requests (``None``/0: off).
+        rate_burst: requests allowed at once after an idle period.
+        prices: ``annotator.prices`` (:class:`PriceTable`).
+        cache_dir: on-disk answer cache (``None``: no cache).
+        temperature, seed, max_output_tokens: generation parameters (the seed of rollout ``r`` is ``seed + r``).
+        validation_retries: corrective follow-ups after an invalid reply before the utterance fails.
+    """
+
+    backend_name: ClassVar[str] = "api"
+    #: whether the audio travels inside the video file (True) or as its own part (False)
+    audio_in_video: ClassVar[bool] = False
+    concurrent = True
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        prompt: PromptTemplate | Mapping[str, Any] | str = "miku_pal_v1",
+        api_key_env: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        retry: Mapping[str, Any] | RetryPolicy | None = None,
+        requests_per_minute: float | None = None,
+        rate_burst: int = 1,
+        prices: Mapping[str, Mapping[str, Any]] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        temperature: float | None = 0.0,
+        seed: int | None = 0,
+        max_output_tokens: int | None = 1024,
+        validation_retries: int = 1,
+    ) -> None:
+        if not model:
+            raise AnnotatorConfigError("annotator.model is empty: name the model to call")
+        self.model = str(model)
+        self.model_id = self.model
+        if isinstance(prompt, PromptTemplate):
+            self.prompt = prompt
+        elif isinstance(prompt, str):
+            self.prompt = PromptTemplate.load(prompt)
+        else:
+            self.prompt = PromptTemplate.from_config(prompt)
+        self.prompt_version = self.prompt.version
+        self.api_key_env = str(api_key_env) if api_key_env else None
+        self.base_url = str(base_url) if base_url else None
+        self.timeout = float(timeout)
+        self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy.from_config(retry)
+        self.limiter = RateLimiter(requests_per_minute, burst=rate_burst)
+        self.prices = PriceTable(prices)
+        self.cache = AnswerCache(cache_dir)
+        self.temperature = None if temperature is None else float(temperature)
+        self.seed = None if seed is None else int(seed)
+        self.max_output_tokens = None if max_output_tokens is None else int(max_output_tokens)
+        if validation_retries < 0:
+            raise AnnotatorConfigError("annotator.validation_retries must be >= 0")
+        self.validation_retries = int(validation_retries)
+        self.client: Any = None
+        self._sha_lock = threading.Lock()
+        self._sha: dict[tuple[str, int, int], str] = {}
+        self._tmp_dir: Path | None = None
+        self._price_warned = False
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def read_api_key(self) -> str | None:
+        """The API key from the environment variable named by ``api_key_env`` (``None`` when no variable is named).
+
+        Raises:
+            AnnotatorConfigError: the variable is named but not set; the message names the variable, never a key.
+        """
+        if not self.api_key_env:
+            return None
+        value = os.environ.get(self.api_key_env, "").strip()
+        if not value:
+            raise AnnotatorConfigError(
+                f"annotator.api_key_env={self.api_key_env}: the environment variable {self.api_key_env} is not set "
+                f"or empty. Export it (export {self.api_key_env}=...) or point annotator.api_key_env at the "
+                f"variable that holds your {self.backend_name} API key."
+            )
+        return value
+
+    def setup(self) -> None:
+        """Read the key and build the SDK client (no request is made)."""
+        self.client = self._make_client(self.read_api_key())
+        if self.cache.directory is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="mikupal-annotate-"))
+
+    def teardown(self) -> None:
+        self._close_client()
+        self.client = None
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
+
+    def has_price(self) -> bool:
+        """Whether the price table has an entry for the configured model."""
+        return self.prices.lookup(self.model) is not None
+
+    @property
+    def work_dir(self) -> Path:
+        """Where derived media (video without audio) are kept: beside the cache, or a temporary folder."""
+        if self.cache.directory is not None:
+            return self.cache.directory / "media"
+        if self._tmp_dir is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="mikupal-annotate-"))
+        return self._tmp_dir
+
+    # ------------------------------------------------------------------------------------------ the one method
+    def annotate(self, request: AnnotationRequest, rollout: int = 0) -> RolloutAnswer:
+        if self.client is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() was not called")
+        label_set = request.label_set
+        media = request.media(self.audio_in_video)
+        system = self.prompt.system_text(label_set, media, "text" in request.modalities)
+        user = self.prompt.user_text(request, request.context)
+        schema = response_schema(label_set)
+        key = cache_key({
+            "backend": self.backend_name,
+            "model": self.model,
+            "prompt_version": self.prompt.version,
+            "prompt": self.prompt.fingerprint,
+            "system": system,
+            "user": user,
+            "media": [{"sha256": self.media_sha256(m.path), "kind": m.kind, "with_audio": m.with_audio,
+                       "mime": m.mime_type} for m in media],
+            "params": self.request_params(rollout),
+            "schema": schema,
+            "rollout": rollout,
+        })
+        hit = self.cache.get(key)
+        if hit is not None:
+            try:
+                return RolloutAnswer(label=label_set.get(hit["label"]).name, intensity=float(hit["intensity"]),
+                                     rationale=str(hit["rationale"]), scores=None, usage=Usage(cache_hits=1),
+                                     model_version=hit.get("model_version"))
+            except (KeyError, TypeError, ValueError):
+                log.warning("annotation cache: entry %s does not fit label set %s; asking again", key[:12],
+                            label_set.name)
+        meter = Meter()
+        what = f"{self.backend_name} {self.model} {request.item_id} rollout {rollout}"
+        try:
+            prepared = self._prepare(Prepared(request, system, user, schema, rollout), media, meter)
+            correction: tuple[str, str] | None = None
+            for turn in range(self.validation_retries + 1):
+                reply = self._send(prepared, correction, meter, what)
+                try:
+                    parsed = parse_reply(reply.text, label_set)
+                    break
+                except ReplyValidationError as e:
+                    if reply.finish_reason and reply.finish_reason.upper() not in {"STOP", "FINISH_REASON_STOP"}:
+                        e = ReplyValidationError(f"{e} (finish reason {reply.finish_reason})")
+                    if turn >= self.validation_retries:
+                        raise AnnotationError(
+                            f"{what}: the reply failed validation {turn + 1} time(s); last: {e}", usage=meter.usage()
+                        ) from None
+                    meter.validation_retries += 1
+                    log.warning("%s: invalid reply (%s); asking again with the error stated", what, e)
+                    correction = (reply.text or "", str(e))
+        except AnnotationError as e:
+            e.usage = meter.usage()
+            raise
+        usage = meter.usage()
+        answer = RolloutAnswer(label=parsed.label, intensity=parsed.intensity, rationale=parsed.rationale,
+                               scores=None, usage=usage, model_version=reply.model_version)
+        self.cache.put(key, {"label": parsed.label, "intensity": parsed.intensity, "rationale": parsed.rationale,
+                             "model_version": reply.model_version, "model": self.model,
+                             "prompt_version": self.prompt.version, "item_id": request.item_id, "rollout": rollout,
+                             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                             "cost_usd": usage.cost_usd})
+        return answer
+
+    def _send(self, prepared: Prepared, correction: tuple[str, str] | None, meter: Meter, what: str) -> Reply:
+        """One generation request with retries; adds its usage and cost to ``meter``."""
+
+        def attempt() -> Reply:
+            self.limiter.acquire()
+            return self._generate(prepared, correction)
+
+        def on_attempt(n: int) -> None:
+            meter.requests += 1
+            if n > 1:
+                meter.retries += 1
+
+        reply = self.call(attempt, what, on_attempt)
+        meter.input_tokens += int(reply.input_tokens or 0)
+        meter.output_tokens += int(reply.output_tokens or 0)
+        entry = self.prices.lookup(self.model, reply.model_version)
+        if entry is None and not self._price_warned:
+            self._price_warned = True
+            log.warning("annotator.prices has no entry for model %s: its cost is counted as 0", self.model)
+        meter.cost_usd += self.prices.cost(entry, int(reply.input_tokens or 0), int(reply.output_tokens or 0),
+                                           reply.input_by_modality)
+        return reply
+
+    def call(self, fn: Any, what: str, on_attempt: Any = None) -> Any:
+        """Run ``fn`` with the retry policy; turn failures into :class:`AnnotationError` (or :class:`FatalAPIError`)."""
+        try:
+            return call_with_retry(fn, self._classify, self.retry, what=what, on_attempt=on_attempt)
+        except RetriesExhausted as e:
+            raise AnnotationError(str(e)) from e
+        except AnnotationError:
+            raise
+        except Exception as e:  # noqa: BLE001 - non-retryable SDK errors become item errors with a clear reason
+            failure = self._classify(e)
+            cls = FatalAPIError if getattr(failure, "fatal", False) else AnnotationError
+            raise cls(f"{what}: {failure.reason}") from e
+
+    def media_sha256(self, path: Path) -> str:
+        """sha256 of a media file, memoised by path, size and mtime (rollouts share it)."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._sha_lock:
+            if key in self._sha:
+                return self._sha[key]
+        digest = file_sha256(path)
+        with self._sha_lock:
+            self._sha[key] = digest
+        return digest
+
+    def request_params(self, rollout: int) -> dict[str, Any]:
+        """Generation parameters of a rollout (part of the cache key); subclasses add theirs."""
+        return {
+            "temperature": self.temperature,
+            "seed": None if self.seed is None else self.seed + rollout,
+            "max_output_tokens": self.max_output_tokens,
+            "validation_retries": self.validation_retries,
+        }
+
+    def video_only(self, part: MediaPart) -> Path:
+        """The video stream of ``part`` alone (remuxed once per source file, kept in :attr:`work_dir`)."""
+        from mikupal.annotate.mediaprep import strip_audio
+
+        dest = self.work_dir / f"{self.media_sha256(part.path)}.video.mp4"
+        if not dest.exists():
+            strip_audio(part.path, dest)
+        return dest
+
+    # ------------------------------------------------------------------------------------------ backend hooks
+    @abstractmethod
+    def _make_client(self, api_key: str | None) -> Any:
+        """Build the SDK client (no request)."""
+
+    def _close_client(self) -> None:
+        """Close the SDK client's connections."""
+
+    @abstractmethod
+    def _prepare(self, prepared: Prepared, media: list[MediaPart], meter: Meter) -> Prepared:
+        """Fill ``prepared.payload`` (inline media, uploads); count uploads in ``meter``."""
+
+    @abstractmethod
+    def _generate(self, prepared: Prepared, correction: tuple[str, str] | None) -> Reply:
+        """Send one generation request (no retry here). ``correction`` is ``(previous reply, error)``."""
+
+    @abstractmethod
+    def _classify(self, error: BaseException) -> Failure:
+        """Decide whether an SDK exception is worth retrying, with any server delay hint."""
+
+
+@dataclass(frozen=True)
+class APIFailure(Failure):
+    """A :class:`Failure` that also says whether every further request would fail the same way."""
+
+    fatal: bool = False
+
+
+def classify_transport(error: BaseException) -> Failure | None:
+    """Timeouts and connection errors of httpx / httpx2 (whichever the SDK uses) as retryable, else ``None``."""
+    for cls in type(error).__mro__:
+        module = cls.__module__.split(".")[0]
+        if module in ("httpx", "httpx2") and cls.__name__ in ("TimeoutException", "NetworkError",
+                                                              "RemoteProtocolError"):
+            kind = "timeout" if cls.__name__ == "TimeoutException" else "connection error"
+            return APIFailure(True, f"{kind} ({type(error).__name__}: {error})")
+    return None
