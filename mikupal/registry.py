@@ -213,11 +213,14 @@ REGISTRY: dict[str, ModelEntry] = {
             name="whisper-large-v3",
             preset="paper",
             kind="user",
-            description="Whisper large-v3, CTranslate2 format (asr: faster_whisper with model=whisper-large-v3)",
+            description="Whisper large-v3, CTranslate2 format (asr: whisper_large_v3, faster-whisper)",
             license="MIT",
-            source="Hugging Face Systran/faster-whisper-large-v3 (model.bin, config.json, preprocessor_config.json, "
-            "tokenizer.json, vocabulary.json)",
-            files=("model.bin", "config.json", "tokenizer.json"),
+            # preprocessor_config.json is required: it tells faster-whisper to compute 128 mel bins (large-v3);
+            # without it faster-whisper falls back to 80 and CTranslate2 rejects the features.
+            source="Hugging Face Systran/faster-whisper-large-v3: the whole folder (model.bin, config.json, "
+            "preprocessor_config.json, tokenizer.json, vocabulary.json), e.g. `hf download "
+            "Systran/faster-whisper-large-v3 --local-dir <folder>` on a machine with network",
+            files=("model.bin", "config.json", "preprocessor_config.json", "tokenizer.json", "vocabulary.json"),
             is_dir=True,
         ),
         ModelEntry(
@@ -226,8 +229,13 @@ REGISTRY: dict[str, ModelEntry] = {
             kind="user",
             description="MDX-Net vocal separation, ONNX, via audio-separator (separate: mdx)",
             license="MIT (Ultimate Vocal Remover models)",
-            source="UVR model repository: UVR-MDX-NET-Inst_HQ_3.onnx, plus audio-separator's metadata files "
-            "download_checks.json, mdx_model_data.json, vr_model_data.json (TRvlvr/application_data on GitHub)",
+            # audio-separator fetches each of these files unless it is already in its model_file_dir; separate=mdx
+            # checks them first and refuses any download. MDX parameters are looked up by the model file's MD5.
+            source="GitHub TRvlvr/model_repo, release all_public_uvr_models: UVR-MDX-NET-Inst_HQ_3.onnx; GitHub "
+            "TRvlvr/application_data (main): filelists/download_checks.json saved as download_checks.json, "
+            "mdx_model_data/model_data_new.json saved as mdx_model_data.json, vr_model_data/model_data_new.json "
+            "saved as vr_model_data.json (or, on a machine with network: `audio-separator --download_model_only "
+            "-m UVR-MDX-NET-Inst_HQ_3.onnx --model_file_dir <folder>`, then copy the folder)",
             files=("UVR-MDX-NET-Inst_HQ_3.onnx", "download_checks.json", "mdx_model_data.json", "vr_model_data.json"),
             is_dir=True,
         ),

