@@ -284,7 +284,8 @@ def format_baselines(report: dict) -> str:
     if tuned:
         parts.append(text_table(
             ["C", "class_weight", "held-out weighted F1", "held-out accuracy"],
-            [[g["C"], g["class_weight"] or "none", g["heldout_weighted_f1"], g["heldout_accuracy"]] for g in tuned["grid"]],
+            [[g["C"], g["class_weight"] or "none", g["heldout_weighted_f1"], g["heldout_accuracy"]]
+             for g in tuned["grid"]],
             title=f"text_logreg tuning on {tuned['n_heldout']} held-out training utterances "
                   f"(chosen: C={tuned['chosen']['C']}, class_weight={tuned['chosen']['class_weight']})",
         ))

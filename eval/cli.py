@@ -124,8 +124,9 @@ def task_rating_sheet(cfg: DictConfig) -> dict:
     design = export_rating_sheet(cfg.run_dir, cfg.out, per_label=int(r.per_label), seed=int(r.seed),
                                  scale=_scale(cfg), media_url_prefix=str(r.media_url_prefix), media_root=r.media_root)
     rows = [[lab, n, design["sample"].get(lab, 0)] for lab, n in design["population"].items()]
-    print_block(text_table(["label", "in run", "sampled"], rows,
-                           title=f"rating sheet — {design['n_items']} items in {cfg.out}") + "\n\n" + design["instructions"])
+    title = f"rating sheet — {design['n_items']} items in {cfg.out}"
+    table = text_table(["label", "in run", "sampled"], rows, title=title)
+    print_block(table + "\n\n" + design["instructions"])
     return design
 
 

@@ -372,7 +372,8 @@ def score(gold, predictions: Predictions, *, n_resamples: int, seed: int, level:
     if invalid_ids:
         invalid_counts = Counter(predictions.raw[i] or "(empty)" for i in invalid_ids)
         warnings.append(
-            f"{len(invalid_ids)} predictions are not MELD labels and count as wrong: {dict(invalid_counts.most_common(10))}"
+            f"{len(invalid_ids)} predictions are not MELD labels and count as wrong: "
+            f"{dict(invalid_counts.most_common(10))}"
         )
     else:
         invalid_counts = Counter()

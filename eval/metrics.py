@@ -48,7 +48,8 @@ def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Seq
     Raises:
         ValueError: empty input, length mismatch, or a gold label outside ``labels``.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
+    from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
+                                 recall_score)
 
     gold = list(gold)
     pred = list(pred)

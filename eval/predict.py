@@ -94,7 +94,8 @@ def _load_annotate_fn(name: str) -> Callable[..., Iterable[Any]]:
     except Exception as e:  # hydra wraps ImportError/AttributeError in its own exception types
         raise EvalInputError(
             f"predict.annotate_fn={name!r} cannot be imported ({e}). It must name a function "
-            "annotate_fn(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg) -> Iterator[(Utterance, result)] "
+            "annotate_fn(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg) "
+            "-> Iterator[(Utterance, result)] "
             "(see eval/predict.py); point predict.annotate_fn at the pipeline's implementation."
         ) from e
 

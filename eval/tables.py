@@ -153,7 +153,8 @@ def build_tables(report_paths: Sequence[str | Path], summary_paths: Sequence[str
                            "" if ci[0] is None else f"{ci[0]:.3f}–{ci[1]:.3f}",
                            "n/a" if r["krippendorff_alpha"] is None else f"{r['krippendorff_alpha']:.3f}"])
     for ref in refs.agreement:
-        kappa_rows.append([str(ref.name), str(ref.kind), str(ref.get("n_items") or "—"), str(ref.get("raters") or "—"),
+        kappa_rows.append([str(ref.name), str(ref.kind), str(ref.get("n_items") or "—"),
+                           str(ref.get("raters") or "—"),
                            str(ref.kappa), "", "—"])
     tables["agreement"] = {
         "caption": "Agreement: Fleiss' kappa (95% bootstrap CI) and Krippendorff's alpha. Agreement among rollouts of "
@@ -171,7 +172,8 @@ def build_tables(report_paths: Sequence[str | Path], summary_paths: Sequence[str
         rat_rows.append([name, "measured", str(r["n_items"]), str(r["n_raters"]), _pct(r["rational_share"]),
                          _pct_ci(r.get("interval")), _pct(r.get("majority_share"))])
     for ref in refs.rationality:
-        rat_rows.append([str(ref.name), str(ref.kind), str(ref.get("n_items") or "—"), str(ref.get("raters") or "—"),
+        rat_rows.append([str(ref.name), str(ref.kind), str(ref.get("n_items") or "—"),
+                         str(ref.get("raters") or "—"),
                          _pct(_num(ref.share)), "", "—"])
     tables["rationality"] = {
         "caption": "Share of labels human raters judged rational (%), 95% interval for measured rows.",

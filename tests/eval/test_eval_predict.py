@@ -117,8 +117,8 @@ def _stage_annotator():
     import eval_stage_fakes
 
     eval_stage_fakes.REQUESTS.clear()
-    return eval_stage_fakes, {"_target_": "eval_stage_fakes.RecordingAnnotator", "modalities": ["video", "audio", "text"],
-                              "rollouts": 3, "note": "x"}
+    return eval_stage_fakes, {"_target_": "eval_stage_fakes.RecordingAnnotator",
+                              "modalities": ["video", "audio", "text"], "rollouts": 3, "note": "x"}
 
 
 def test_default_annotate_fn_runs_the_pipeline_annotate_stage_text_only(meld_dev, dev_gold, tmp_path):

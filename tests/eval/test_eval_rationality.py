@@ -34,7 +34,8 @@ def test_sheet_is_stratified_by_label_and_seeded(run_dir, tmp_path):
     assert design["population"] == {"Awe": 5, "Calmness": 12, "Joy": 30}
     assert design["sample"] == {"Awe": 5, "Calmness": 10, "Joy": 10}
     rows = list(csv.DictReader(open(tmp_path / "sheet" / "rating_sheet.csv")))
-    assert len(rows) == 25 and {"item", "label", "rationale", "text", "audio", "clip", "rater", "rating"} <= set(rows[0])
+    assert len(rows) == 25
+    assert {"item", "label", "rationale", "text", "audio", "clip", "rater", "rating"} <= set(rows[0])
     again = export_rating_sheet(run_dir, tmp_path / "sheet2", per_label=10, seed=3, scale=BINARY)
     rows2 = list(csv.DictReader(open(tmp_path / "sheet2" / "rating_sheet.csv")))
     assert [r["item"] for r in rows] == [r["item"] for r in rows2]
