@@ -114,7 +114,8 @@ def write_stage_json(path: Path, stage: str, config: dict[str, Any]) -> None:
                 "stage": stage,
                 "config": config,
                 "config_hash": f"{stage}-hash-1234",
-                "package_version": "0.1.0",
+                "mikupal_version": "0.1.0",
+                "upstream_hash": "upstream-hash",
                 "schema_version": 1,
             }
         ),
