@@ -232,6 +232,20 @@ class Annotator(ABC):
     def release(self, request: AnnotationRequest) -> None:
         """Free per-utterance resources once all rollouts are done (e.g. delete uploaded files)."""
 
+    def annotate_batch(self, requests: Sequence[AnnotationRequest], rollout: int = 0
+                       ) -> list[RolloutAnswer | AnnotationError | Exception]:
+        """Answer one rollout of several requests; a failed request gives its exception in its place.
+
+        The default calls :meth:`annotate` for each; local backends override it to batch model calls.
+        """
+        out: list[RolloutAnswer | AnnotationError | Exception] = []
+        for request in requests:
+            try:
+                out.append(self.annotate(request, rollout))
+            except Exception as e:  # noqa: BLE001 - returned in the request's place
+                out.append(e)
+        return out
+
     def annotate_all(self, request: AnnotationRequest, rollouts: int = 1) -> Emotion:
         """Run ``rollouts`` rollouts one after another and aggregate them (a convenience for scripts and eval).
 

@@ -437,6 +437,31 @@ class FusionAnnotator(Annotator):
             sims = self.text_similarities([request.transcript], request.label_set)[0]
         return self._fuse(request, sims)
 
+    @property
+    def batch_size(self) -> int:
+        """Utterances the stage hands to :meth:`annotate_batch` at once."""
+        return self.text_batch_size
+
+    def annotate_batch(self, requests: Sequence[AnnotationRequest], rollout: int = 0
+                       ) -> list[RolloutAnswer | Exception]:
+        """Annotate several utterances, embedding all transcripts of a label set in one MiniLM call."""
+        sims: dict[int, np.ndarray] = {}
+        by_set: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            if "text" in request.modalities and request.transcript and request.transcript.strip():
+                by_set.setdefault(request.label_set.name, []).append(i)
+        for indices in by_set.values():
+            label_set = requests[indices[0]].label_set
+            matrix = self.text_similarities([requests[i].transcript or "" for i in indices], label_set)
+            sims.update({i: matrix[k] for k, i in enumerate(indices)})
+        out: list[RolloutAnswer | Exception] = []
+        for i, request in enumerate(requests):
+            try:
+                out.append(self._fuse(request, sims.get(i)))
+            except Exception as e:  # noqa: BLE001 - returned in the request's place
+                out.append(e)
+        return out
+
     def _fuse(self, request: AnnotationRequest, text_sims: np.ndarray | None) -> RolloutAnswer:
         label_set = request.label_set
         k = len(label_set)

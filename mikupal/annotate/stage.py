@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections import defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -54,6 +55,9 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage
 
 log = logging.getLogger(__name__)
 
+#: Prompt used when the config has no ``prompt`` group (e.g. a caller that builds the stage config by hand).
+DEFAULT_PROMPT = "miku_pal_v1"
+
 #: Annotator keys that do not change what an annotation is (left out of the config hash).
 OPERATIONAL_KEYS = frozenset({
     "max_cost", "max_in_flight", "requests_per_minute", "rate_burst", "timeout", "retry", "base_url", "api_key_env",
@@ -64,6 +68,11 @@ OPERATIONAL_KEYS = frozenset({
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _natural(text: str) -> tuple:
+    """Sort key comparing digit runs as numbers (``dia1_utt2`` before ``dia1_utt10``)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _target_class(annotator_cfg: Any) -> type:
@@ -217,7 +226,7 @@ class AnnotateStage(Stage):
             by_video[u.video_id].append(u)
         contexts: dict[str, tuple[str, ...]] = {}
         for utterances in by_video.values():
-            utterances.sort(key=lambda u: (u.start, u.id))
+            utterances.sort(key=lambda u: (u.start, _natural(u.id)))
             texts: list[str] = []
             for u in utterances:
                 contexts[u.id] = tuple(texts[-n:])
@@ -323,10 +332,51 @@ class AnnotateStage(Stage):
         items = list(items)
         self._contexts = self._context_map(items, ctx)
         assert self.backend is not None, "setup() was not called"
+        if not self.backend.concurrent and self.backend.deterministic:
+            yield from self._map_batched(items, ctx)
+            return
         if self.max_in_flight <= 1 or not self.backend.concurrent:
             yield from super().map(items, ctx)
             return
         yield from self._map_concurrent(items, ctx)
+
+    def _map_batched(self, items: list[Utterance], ctx: StageContext
+                     ) -> Iterator[tuple[Utterance, Sequence[Utterance] | Drop | BaseException, dict]]:
+        """Local deterministic backends (fusion): chunks of utterances through ``annotate_batch`` (one ask each)."""
+        backend = self.backend
+        assert backend is not None
+        size = max(1, int(getattr(backend, "batch_size", 32)))
+        for start in range(0, len(items), size):
+            if self._stop.is_set():
+                raise StopStage(self._stop_reason)
+            chunk = items[start:start + size]
+            requests: list[AnnotationRequest | None] = []
+            failures: dict[int, BaseException] = {}
+            for i, item in enumerate(chunk):
+                try:
+                    requests.append(self.request_for(item, ctx))
+                except Exception as e:  # noqa: BLE001 - recorded as the item's error
+                    failures[i] = e
+                    requests.append(None)
+            answers = backend.annotate_batch([r for r in requests if r is not None])
+            answer_iter = iter(answers)
+            for i, (item, request) in enumerate(zip(chunk, requests)):
+                if request is None:
+                    yield item, failures[i], {}
+                    continue
+                answer = next(answer_iter)
+                backend.release(request)
+                if isinstance(answer, BaseException):
+                    yield item, answer, {}
+                    continue
+                self._charge(answer.usage)
+                state = _ItemState(item, request, [answer], 0, usage=answer.usage)
+                try:
+                    result: Any = self._emotion_item(state)
+                except Exception as e:  # noqa: BLE001 - recorded as the item's error
+                    yield item, e, {}
+                    continue
+                yield item, result, answer.usage.counters()
 
     def _map_concurrent(self, items: list[Utterance], ctx: StageContext
                         ) -> Iterator[tuple[Utterance, Sequence[Utterance] | Drop | BaseException, dict]]:
@@ -426,7 +476,12 @@ def build_annotator(cfg: Any, ctx: StageContext | None = None) -> Annotator:
     cls = _target_class(annotator_cfg)
     kwargs = backend_kwargs(_container(annotator_cfg))
     if issubclass(cls, APIAnnotator):
-        kwargs["prompt"] = PromptTemplate.from_config(_container(cfg.prompt))
+        prompt_cfg = cfg.get("prompt")
+        if prompt_cfg is None:
+            log.info("annotate: no prompt config given; using conf/prompt/%s.yaml", DEFAULT_PROMPT)
+            kwargs["prompt"] = PromptTemplate.load(DEFAULT_PROMPT)
+        else:
+            kwargs["prompt"] = PromptTemplate.from_config(_container(prompt_cfg))
         if not kwargs.get("cache_dir") and ctx is not None:
             kwargs["cache_dir"] = str(ctx.run_dir / "cache" / "annotate")
     try:

@@ -150,3 +150,15 @@ def test_fusion_is_the_offline_default_through_the_runner(seeded_run):
     assert sum(first["scores"].values()) == pytest.approx(1.0, abs=1e-4)
     assert "Face (FER2013" in first["rationale"] and "Face" not in second["rationale"]  # no face clip
     assert "Prosody" in second["rationale"]
+
+
+def test_batched_stage_path_records_a_bad_item_and_labels_the_rest(seeded_run):
+    run_dir, source, utterances = seeded_run(["I'm so happy, we won!", "", "Leave me alone, I hate you!"])
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+                   "annotator.modalities=[text]"])
+    summary = run_pipeline(cfg)
+    assert summary["errors"] == 1 and summary["stages"]["annotate"]["items_done"] == 2
+    (error,) = list(iter_jsonl(run_dir / "errors.jsonl"))
+    assert error["item_id"] == utterances[1].id and "no usable evidence" in error["message"]
+    done = [o["emotion"]["label"] for o in iter_jsonl(run_dir / "annotate" / "part-00000-of-00001.jsonl")]
+    assert sorted(done) == ["anger", "joy"]

@@ -174,3 +174,35 @@ def test_requests_in_flight_reach_but_never_exceed_the_setting(stub, seeded_run)
     summary = run_pipeline(compose(stub_overrides(run_dir, source, stub.url, ["annotator.max_in_flight=4"])))
     assert summary["utterances_out"] == 12 and len(stub.generate_requests) == 12
     assert stub.max_in_flight == 4
+
+
+def test_stage_driven_directly_without_prompt_or_stages_keys(stub, tmp_path):
+    """How eval drives the stage: a hand-built config (no ``prompt``, no ``stages``), text-only MELD-style items."""
+    import yaml
+    from annotate_helpers import FAST_RETRY, KEY_ENV
+    from omegaconf import OmegaConf
+
+    from mikupal.annotate.stage import AnnotateStage
+    from mikupal.paths import conf_dir
+    from mikupal.records import Utterance
+    from mikupal.stage import StageContext
+
+    annotator = yaml.safe_load((conf_dir() / "annotator" / "gemini.yaml").read_text())
+    annotator.update(base_url=stub.url, api_key_env=KEY_ENV, retry=FAST_RETRY, modalities=["text"],
+                     context_utterances=1, max_in_flight=4)
+    cfg = OmegaConf.create({"annotator": annotator, "prompt": None, "fail_fast": False,
+                            "labels": yaml.safe_load((conf_dir() / "labels" / "meld7.yaml").read_text())})
+    items = [Utterance(id=f"dia1_utt{u}", video_id="meld-dia1", source=f"dia1_utt{u}.mp4", start=0.0, end=1.0,
+                       audio="", text=f"line {u}", language="en") for u in range(12)]
+    stage = AnnotateStage(cfg)
+    ctx = StageContext(run_dir=tmp_path, rank=0, world_size=1, cfg=cfg)
+    stage.setup(ctx)
+    try:
+        results = {item.id: result for item, result, _ in stage.map(items, ctx)}
+    finally:
+        stage.teardown()
+    assert len(results) == 12 and all(isinstance(r, list) for r in results.values())
+    assert results["dia1_utt3"][0].emotion.prompt_version == "miku_pal_v1"
+    sent = next(r for r in stub.generate_requests if 'en): "line 10"' in r.first_user_text)
+    assert '- "line 9"' in sent.first_user_text  # natural order: utt9 precedes utt10 (not utt1)
+    assert stub.inline_parts(sent) == []  # text only: no media, and no audio file was needed
