@@ -32,20 +32,19 @@ def iter_jsonl(path: str | Path, *, tolerate_truncated_tail: bool = True) -> Ite
     """
     path = Path(path)
     with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            is_tail = number == len(lines) and not line.endswith("\n")
-            if tolerate_truncated_tail and is_tail:
-                return
-            raise ManifestError(f"{path}:{number}: not valid JSON ({e.msg}): {line[:200]!r}") from e
-        if not isinstance(obj, dict):
-            raise ManifestError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-        yield obj
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                # Only the last line of a file can lack its newline: that is a write cut short by a kill.
+                if tolerate_truncated_tail and not line.endswith("\n"):
+                    return
+                raise ManifestError(f"{path}:{number}: not valid JSON ({e.msg}): {line[:200]!r}") from e
+            if not isinstance(obj, dict):
+                raise ManifestError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+            yield obj
 
 
 def read_manifest(path: str | Path, record_type: Callable[[dict[str, Any]], T] | type[T]) -> Iterator[T]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: Hydra composition, real test media (built at test time), isolated caches."""
+"""Shared fixtures: real test media (built at test time) and isolated caches."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
-
-from mikupal.paths import conf_dir
 
 
 @pytest.fixture(autouse=True)
@@ -21,12 +17,6 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(hf / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-def compose_pipeline(*overrides: str) -> DictConfig:
-    """The ``mikupal`` config composed as the CLI would, with overrides."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose("pipeline", overrides=list(overrides))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from conftest import compose_pipeline
+from mikupal.testing.config import compose_pipeline
 from mikupal import registry
 from mikupal.paths import conf_dir
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compose_pipeline
+from mikupal.testing.config import compose_pipeline
 from mikupal.media import read_audio
 from mikupal.runner import ConfigChangedError, ConfigError, run_pipeline
 from mikupal.testing.media import concat_with_silences, face_photo, write_video
