@@ -188,13 +188,14 @@ class AnnotateStage(Stage):
 
     # ------------------------------------------------------------------------------------------ requests
     def request_for(self, item: Utterance, ctx: StageContext) -> AnnotationRequest:
-        """The annotation request of an utterance (media paths made absolute).
+        """The annotation request of an utterance (media paths made absolute; only those the modalities use).
 
         Raises:
-            AnnotationError: a media file named by the record is missing from the run directory.
+            AnnotationError: a media file the request needs is missing from the run directory.
         """
-        face_clip = ctx.path(item.face.clip) if item.face is not None and item.face.clip else None
-        audio = ctx.path(item.audio) if item.audio else None
+        has_clip = item.face is not None and bool(item.face.clip)
+        face_clip = ctx.path(item.face.clip) if has_clip and "video" in self.modalities else None
+        audio = ctx.path(item.audio) if item.audio and "audio" in self.modalities else None
         for path, what in ((face_clip, "face clip"), (audio, "utterance audio")):
             if path is not None and not path.is_file():
                 raise AnnotationError(f"{item.id}: {what} {ctx.relative(path)} is missing from the run directory")
