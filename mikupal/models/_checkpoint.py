@@ -89,7 +89,5 @@ def load_exact(
             parts.append(f"unexpected keys: {_preview(unexpected)}")
         if mis_shaped:
             parts.append(f"shape mismatches: {_preview(mis_shaped, 4)}")
-        raise CheckpointMismatchError(
-            f"{source} does not match {type(module).__name__}: " + "; ".join(parts)
-        )
+        raise CheckpointMismatchError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(dict(state), strict=False)

@@ -23,7 +23,7 @@ EPS = float(np.finfo(np.float64).eps)
 
 
 def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def num_frames(num_samples: int, sample_rate: int = 16000, win_length: float = 0.025, hop_length: float = 0.010) -> int:
@@ -52,7 +52,11 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray | float:
 
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(
-    num_filters: int = 26, n_fft: int = 512, sample_rate: int = 16000, low_freq: float = 0.0, high_freq: float | None = None
+    num_filters: int = 26,
+    n_fft: int = 512,
+    sample_rate: int = 16000,
+    low_freq: float = 0.0,
+    high_freq: float | None = None,
 ) -> np.ndarray:
     """Triangular mel filters on FFT bins, shape ``(num_filters, n_fft // 2 + 1)``.
 

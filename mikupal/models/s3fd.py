@@ -24,18 +24,20 @@ MIKU-PAL use (``conf_th=0.9``, ``scales=[0.25]``):
 * softmax scores, candidates with face score > 0.05, the 5000 best kept, greedy NMS at IoU 0.3, at most 750
   detections per image;
 * detections above ``conf_threshold`` from all scales are scaled to source pixels and merged with a second
-  greedy NMS at IoU 0.1.
+  greedy NMS at IoU 0.1. (Upstream raises ``IndexError`` when all 750 detections of an image pass the
+  threshold; here they are simply all kept.)
 
 Weights: ``sfd_face.pth`` as distributed by TalkNet-ASD (MIT-licensed repository,
 https://github.com/TaoRuijie/TalkNet-ASD; its ``model/faceDetector/s3fd/__init__.py`` downloads the file from
-Google Drive, id ``1KafnHz7ccT-3IyddBsL5yi2xGtxAKypt``). The S3FD weights themselves originate from the S3FD
-authors' release as ported to PyTorch; check that provenance before redistributing them.
+Google Drive, id ``1KafnHz7ccT-3IyddBsL5yi2xGtxAKypt``). TalkNet-ASD states no separate licence or origin for
+these weights (a PyTorch port of the S3FD authors' model); check that before redistributing them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -103,7 +105,7 @@ class S3FDNet(nn.Module):
     """
 
     # Indices into ``vgg`` after which conv3_3, conv4_3 and conv5_3 (post-ReLU) are tapped.
-    _TAPS = {15: "L2Norm3_3", 22: "L2Norm4_3", 29: "L2Norm5_3"}
+    _TAPS: ClassVar[dict[int, str]] = {15: "L2Norm3_3", 22: "L2Norm4_3", 29: "L2Norm5_3"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,12 +114,14 @@ class S3FDNet(nn.Module):
         self.L2Norm4_3 = L2Norm(512, 8)
         self.L2Norm5_3 = L2Norm(512, 5)
         # conv6_1, conv6_2 (stride 2), conv7_1, conv7_2 (stride 2); the *_2 outputs are detection sources.
-        self.extras = nn.ModuleList([
-            nn.Conv2d(1024, 256, 1),
-            nn.Conv2d(256, 512, 3, stride=2, padding=1),
-            nn.Conv2d(512, 128, 1),
-            nn.Conv2d(128, 256, 3, stride=2, padding=1),
-        ])
+        self.extras = nn.ModuleList(
+            [
+                nn.Conv2d(1024, 256, 1),
+                nn.Conv2d(256, 512, 3, stride=2, padding=1),
+                nn.Conv2d(512, 128, 1),
+                nn.Conv2d(128, 256, 3, stride=2, padding=1),
+            ]
+        )
         source_channels = (256, 512, 512, 1024, 512, 256)
         self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, padding=1) for c in source_channels])
         # The stride-4 head scores 3 background classes + 1 face (max-out background label).
@@ -168,7 +172,7 @@ def prior_boxes(image_size: tuple[int, int], feature_sizes: Sequence[tuple[int, 
     """
     height, width = image_size
     parts = []
-    for (rows, cols), step, size in zip(feature_sizes, STEPS, ANCHOR_SIZES):
+    for (rows, cols), step, size in zip(feature_sizes, STEPS, ANCHOR_SIZES, strict=True):
         cy, cx = np.meshgrid(np.arange(rows) + 0.5, np.arange(cols) + 0.5, indexing="ij")
         anchors = np.empty((rows * cols, 4))
         anchors[:, 0] = cx.reshape(-1) / (width / step)
@@ -188,18 +192,26 @@ def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: tuple[float
 
 
 def _descending_order(scores: np.ndarray | torch.Tensor):
-    # Highest score first; among equal scores the later index first (what reversing a stable ascending sort gives).
+    # Highest score first, as the reversal of the library's default ascending sort. Equal scores (common when
+    # softmax saturates at 1.0) are thus visited in the same order as in TalkNet-ASD, whose NMS reverses
+    # ``Tensor.sort`` (first stage) and numpy's ``argsort`` (cross-scale stage); the tie order decides which of
+    # two overlapping, equally scored boxes survives.
     if isinstance(scores, torch.Tensor):
-        return torch.flip(torch.argsort(scores, stable=True), dims=[0])
-    return np.argsort(scores, kind="stable")[::-1]
+        return torch.flip(torch.sort(scores, dim=0).indices, dims=[0])
+    return np.argsort(scores)[::-1]
 
 
-def nms(boxes: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor, iou_threshold: float, top_k: int | None = None):
+def nms(
+    boxes: np.ndarray | torch.Tensor,
+    scores: np.ndarray | torch.Tensor,
+    iou_threshold: float,
+    top_k: int | None = None,
+):
     """Greedy non-maximum suppression.
 
-    Visits boxes by descending score (ties: later index first) and drops every box whose IoU with an already
-    kept box exceeds ``iou_threshold``. Areas are ``(x2 - x1) * (y2 - y1)`` (no +1). Works on numpy arrays or
-    torch tensors, in their own dtype and device.
+    Visits boxes by descending score (ties as explained in ``_descending_order``) and drops every box whose IoU
+    with an already kept box exceeds ``iou_threshold``. Areas are ``(x2 - x1) * (y2 - y1)`` (no +1). Takes numpy
+    arrays or torch tensors and computes in their dtype (on the CPU; float32 arithmetic is the same in both).
 
     Args:
         boxes: ``(N, 4)`` corner boxes.
@@ -208,33 +220,28 @@ def nms(boxes: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor, iou
         top_k: consider only the ``top_k`` best-scoring boxes.
 
     Returns:
-        Indices of the kept boxes, best first (same array type as ``boxes``).
+        Indices of the kept boxes, best first (same array type as ``boxes``, on its device).
     """
     is_torch = isinstance(boxes, torch.Tensor)
     order = _descending_order(scores)
+    if is_torch:  # the loop is sequential: numpy on the CPU is fastest, with the same float32 arithmetic
+        device = boxes.device
+        order, boxes = order.cpu().numpy(), boxes.detach().cpu().numpy()
     if top_k is not None:
         order = order[:top_k]
     x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
     keep = []
     while len(order) > 0:
-        best = order[0]
+        best, rest = order[0], order[1:]
         keep.append(int(best))
-        rest = order[1:]
-        if len(rest) == 0:
-            break
-        if is_torch:
-            w = (torch.minimum(x2[rest], x2[best]) - torch.maximum(x1[rest], x1[best])).clamp(min=0)
-            h = (torch.minimum(y2[rest], y2[best]) - torch.maximum(y1[rest], y1[best])).clamp(min=0)
-        else:
-            w = np.maximum(0.0, np.minimum(x2[rest], x2[best]) - np.maximum(x1[rest], x1[best]))
-            h = np.maximum(0.0, np.minimum(y2[rest], y2[best]) - np.maximum(y1[rest], y1[best]))
+        w = np.maximum(0.0, np.minimum(x2[rest], x2[best]) - np.maximum(x1[rest], x1[best]))
+        h = np.maximum(0.0, np.minimum(y2[rest], y2[best]) - np.maximum(y1[rest], y1[best]))
         inter = w * h
         iou = inter / ((areas[rest] - inter) + areas[best])
         order = rest[iou <= iou_threshold]
-    if is_torch:
-        return torch.tensor(keep, dtype=torch.long, device=boxes.device)
-    return np.asarray(keep, dtype=np.int64)
+    keep = np.asarray(keep, dtype=np.int64)
+    return torch.from_numpy(keep).to(device) if is_torch else keep
 
 
 def postprocess(
@@ -259,8 +266,8 @@ def postprocess(
         keep_top_k: at most this many detections are returned per image.
 
     Returns:
-        One float tensor ``(N, 5)`` per image: (score, x1, y1, x2, y2), coordinates normalised to [0, 1] of the
-        network input, best first.
+        One float CPU tensor ``(N, 5)`` per image: (score, x1, y1, x2, y2), coordinates normalised to [0, 1] of
+        the network input, best first.
     """
     face = torch.softmax(logits, dim=-1)[..., 1]
     priors = priors.to(loc.device, loc.dtype)
@@ -268,14 +275,15 @@ def postprocess(
     for b in range(loc.shape[0]):
         boxes = decode_boxes(loc[b], priors)
         mask = face[b] > min_score
-        boxes, scores = boxes[mask], face[b][mask]
+        # NMS is a sequential loop: run it on the CPU, where it needs no device synchronisation per kept box.
+        boxes, scores = boxes[mask].cpu(), face[b][mask].cpu()
         keep = nms(boxes, scores, nms_threshold, nms_top_k)[:keep_top_k]
         results.append(torch.cat([scores[keep, None], boxes[keep]], dim=1))
     return results
 
 
 def preprocess(image_rgb: np.ndarray, scale: float) -> torch.Tensor:
-    """Resize an RGB uint8 frame by ``scale`` (bilinear) and subtract :data:`RGB_MEAN`; returns ``(3, h, w)`` float32."""
+    """Resize an RGB uint8 frame by ``scale`` (bilinear), subtract :data:`RGB_MEAN`: float32 ``(3, h, w)``."""
     import cv2  # local import: OpenCV is needed only when detecting on frames
 
     resized = cv2.resize(image_rgb, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -303,14 +311,15 @@ class S3fd:
         self.device = torch.device(device)
         self.net.eval().to(self.device)
 
-    def to(self, device: str | torch.device) -> "S3fd":
+    def to(self, device: str | torch.device) -> S3fd:
         """Move the network to ``device``; returns ``self``."""
         self.device = torch.device(device)
         self.net.to(self.device)
         return self
 
-    @torch.inference_mode()
-    def detect(self, image_rgb_uint8: np.ndarray, conf_threshold: float = 0.9, scales: Sequence[float] = (0.25,)) -> np.ndarray:
+    def detect(
+        self, image_rgb_uint8: np.ndarray, conf_threshold: float = 0.9, scales: Sequence[float] = (0.25,)
+    ) -> np.ndarray:
         """Detect faces in one frame.
 
         Args:
@@ -322,24 +331,54 @@ class S3fd:
             float64 array ``(N, 5)``: x1, y1, x2, y2 in source-frame pixels and the face probability, best first
             after the cross-scale NMS (IoU 0.1). ``N`` may be 0.
         """
-        image = np.asarray(image_rgb_uint8)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) RGB frame, got shape {image.shape}")
-        height, width = image.shape[:2]
-        found = []
+        return self.detect_many([image_rgb_uint8], conf_threshold, scales)[0]
+
+    @torch.inference_mode()
+    def detect_many(
+        self,
+        images_rgb_uint8: Sequence[np.ndarray],
+        conf_threshold: float = 0.9,
+        scales: Sequence[float] = (0.25,),
+        batch_size: int = 16,
+    ) -> list[np.ndarray]:
+        """:meth:`detect` on several frames, running frames of equal size through the network together.
+
+        The result for each frame is that of :meth:`detect` on it alone, up to float32 rounding (batched
+        convolutions may sum in another order); batching saves time on a GPU.
+        """
+        images = [np.asarray(image) for image in images_rgb_uint8]
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected (H, W, 3) RGB frames, got shape {image.shape}")
+        found: list[list[np.ndarray]] = [[] for _ in images]
         for scale in scales:
-            x = preprocess(image, scale)[None].to(self.device)
-            loc, logits, sizes = self.net(x)
-            priors = prior_boxes((x.shape[2], x.shape[3]), sizes)
-            dets = postprocess(loc, logits, priors)[0].cpu().numpy()
-            dets = dets[dets[:, 0] > conf_threshold]
-            # Scale in float32 as upstream does, then widen.
-            boxes = dets[:, 1:] * np.array([width, height, width, height], dtype=np.float32)
-            found.append(np.concatenate([boxes, dets[:, :1]], axis=1).astype(np.float64))
-        merged = np.concatenate(found) if found else np.empty((0, 5))
-        if len(merged) == 0:
-            return np.empty((0, 5))
-        return merged[nms(merged[:, :4], merged[:, 4], 0.1)]
+            for start in range(0, len(images), batch_size):
+                group = range(start, min(start + batch_size, len(images)))
+                inputs = [preprocess(images[i], scale) for i in group]
+                if len({tuple(x.shape) for x in inputs}) > 1:  # mixed sizes: one at a time
+                    batches = [(i, x[None]) for i, x in zip(group, inputs, strict=True)]
+                else:
+                    batches = [(group, torch.stack(inputs))]
+                for members, x in batches:
+                    loc, logits, sizes = self.net(x.to(self.device))
+                    priors = prior_boxes((x.shape[2], x.shape[3]), sizes)
+                    members = [members] if isinstance(members, int) else members
+                    for i, dets in zip(members, postprocess(loc, logits, priors), strict=True):
+                        found[i].append(self._to_source_pixels(dets.numpy(), images[i].shape, conf_threshold))
+        results = []
+        for per_scale in found:
+            merged = np.concatenate(per_scale) if per_scale else np.empty((0, 5))
+            results.append(merged[nms(merged[:, :4], merged[:, 4], 0.1)] if len(merged) else np.empty((0, 5)))
+        return results
+
+    @staticmethod
+    def _to_source_pixels(dets: np.ndarray, shape: tuple[int, ...], conf_threshold: float) -> np.ndarray:
+        """(score, normalised box) rows above the threshold -> (x1, y1, x2, y2, score) in source pixels."""
+        height, width = shape[:2]
+        dets = dets[dets[:, 0] > conf_threshold]
+        # Scale in float32 as upstream does, then widen.
+        boxes = dets[:, 1:] * np.array([width, height, width, height], dtype=np.float32)
+        return np.concatenate([boxes, dets[:, :1]], axis=1).astype(np.float64)
 
 
 def load_s3fd_weights(net: S3FDNet, path: str | Path) -> None:
