@@ -16,10 +16,16 @@ Reported:
 
 Targets (issue 3): RTF <= 0.5 and peak memory <= 2 GiB on 2 CPU cores.
 
+With ``--two-speaker N`` it also measures active speaker detection accuracy on known-truth two-face clips
+(:func:`mikupal.testing.talking_faces.two_speaker_clip`, one clip of N utterances per ``--seeds`` value): the share
+of utterances whose chosen face is the speaking one, split by what the other face does (keeps still, or mouths a
+different speech piece), and the score distributions. Target: >= 95 % correct.
+
 Usage::
 
     python benchmarks/bench_vision.py                         # 150 s clip in a temp folder
     python benchmarks/bench_vision.py --duration 180 --workdir /tmp/benchv --keep
+    python benchmarks/bench_vision.py --duration 0 --two-speaker 40 --seeds 1 2
 """
 
 from __future__ import annotations
@@ -59,12 +65,29 @@ def make_inputs(workdir: Path, duration: float, size: tuple[int, int], fps: int)
         audio = clip.audio[int(round(seg.start * SR)) : int(round(seg.end * SR))]
         write_audio(run / "audio" / f"{uid}.flac", audio, SR)
         utterances.append(
-            {"id": uid, "video_id": "talk720", "source": str(video), "start": round(seg.start, 4), "end": round(seg.end, 4),
-             "audio": f"audio/{uid}.flac", "text": None, "language": None, "words": None, "face": None, "emotion": None}
+            {
+                "id": uid,
+                "video_id": "talk720",
+                "source": str(video),
+                "start": round(seg.start, 4),
+                "end": round(seg.end, 4),
+                "audio": f"audio/{uid}.flac",
+                "text": None,
+                "language": None,
+                "words": None,
+                "face": None,
+                "emotion": None,
+            }
         )
     (workdir / "utterances.json").write_text(json.dumps(utterances))
-    return {"video": str(video), "duration": clip.duration, "generation_s": made, "n": len(utterances),
-            "speech_s": sum(u["end"] - u["start"] for u in utterances), "face_box": clip.face_boxes[0]}
+    return {
+        "video": str(video),
+        "duration": clip.duration,
+        "generation_s": made,
+        "n": len(utterances),
+        "speech_s": sum(u["end"] - u["start"] for u in utterances),
+        "face_box": clip.face_boxes[0],
+    }
 
 
 def run_stages(workdir: Path) -> dict:
@@ -111,9 +134,77 @@ def run_stages(workdir: Path) -> dict:
     counts.update(ctx.take_counts())
     out["counts"] = counts
     out["faces_found"] = sum(r.face is not None for r in results)
-    out["clips"] = sum(r.face is not None and r.face.clip is not None and (run / r.face.clip).is_file() for r in results)
+    out["clips"] = sum(
+        r.face is not None and r.face.clip is not None and (run / r.face.clip).is_file() for r in results
+    )
     out["mean_score"] = sum(r.face.asd_score for r in results if r.face) / max(1, out["faces_found"])
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
+    """Correct-face rate of the default faces + asd stages on two-speaker clips with known truth."""
+    import logging
+
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    from mikupal.asd.stage import AsdStage
+    from mikupal.faces.stage import FacesStage
+    from mikupal.media import write_audio
+    from mikupal.paths import conf_dir
+    from mikupal.records import Utterance
+    from mikupal.stage import StageContext
+    from mikupal.testing.talking_faces import two_speaker_clip
+
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for seed in seeds:
+        root = workdir / f"two_speaker_{seed}"
+        clip = two_speaker_clip(root / "two.mp4", n_utterances=n, seed=seed)
+        run = root / "run"
+        (run / "audio").mkdir(parents=True, exist_ok=True)
+        utts = []
+        for i, seg in enumerate(clip.segments):
+            uid = f"two{seed}-{i:05d}"
+            write_audio(
+                run / "audio" / f"{uid}.flac", clip.audio[int(round(seg.start * SR)) : int(round(seg.end * SR))], SR
+            )
+            utts.append(Utterance(uid, f"two{seed}", str(clip.path), seg.start, seg.end, f"audio/{uid}.flac"))
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+            cfg = compose("pipeline", overrides=[f"input={clip.path}", f"run_dir={run}", "fail_fast=true"])
+        ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
+        faces, asd = FacesStage(cfg), AsdStage(cfg)
+        faces.setup(ctx)
+        mids = [faces.process(u, ctx)[0] for u in utts]
+        faces.teardown()
+        asd.setup(ctx)
+        outs = [asd.process(u, ctx)[0] for u in mids]
+        asd.teardown()
+        for u, seg in zip(outs, clip.segments):
+            report = json.loads((run / "asd" / "scores" / f"{u.id}.json").read_text())
+            side = None if u.face is None else int((u.face.box[0] + u.face.box[2]) / 2 >= clip.size[0] / 2)
+            scores = sorted((v["score"] for v in report.get("scores", {}).values()), reverse=True)
+            rows.append(
+                {
+                    "seed": seed,
+                    "correct": side == seg.speaker,
+                    "other": "still" if seg.distractor is None else "mouthing",
+                    "best": scores[0] if scores else None,
+                    "second": scores[1] if len(scores) > 1 else None,
+                }
+            )
+    out = {"n": len(rows), "correct": sum(r["correct"] for r in rows)}
+    for kind in ("still", "mouthing"):
+        sub = [r for r in rows if r["other"] == kind]
+        out[kind] = {
+            "n": len(sub),
+            "correct": sum(r["correct"] for r in sub),
+            "speaker_score_median": float(np.median([r["best"] for r in sub if r["correct"]] or [float("nan")])),
+            "other_score_median": float(
+                np.median([r["second"] for r in sub if r["second"] is not None] or [float("nan")])
+            ),
+        }
     return out
 
 
@@ -125,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the workdir")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--two-speaker", type=int, default=0, help="also measure ASD accuracy on N-utterance clips")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="one two-speaker clip per seed")
     parser.add_argument("--_run-stages", dest="run_stages", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -135,11 +228,32 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_vision_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    numbers: dict = {}
     try:
+        if args.two_speaker:
+            acc = two_speaker_accuracy(workdir, args.two_speaker, args.seeds)
+            numbers["two_speaker"] = acc
+            print("active speaker detection on two-speaker clips (faces=blazeface, asd=sync)")
+            print(
+                f"  correct face           {acc['correct']}/{acc['n']} = {acc['correct'] / acc['n']:.1%}"
+                "  (target >= 95%)"
+            )
+            for kind in ("still", "mouthing"):
+                a = acc[kind]
+                print(
+                    f"  other face {kind:<9}   {a['correct']}/{a['n']} correct; median score speaker "
+                    f"{a['speaker_score_median']:.3f} vs other face {a['other_score_median']:.3f}"
+                )
+        if args.duration <= 0:
+            if args.json:
+                args.json.write_text(json.dumps(numbers, indent=2))
+            return 0
         info = make_inputs(workdir, args.duration, (width, height), args.fps)
         proc = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--_run-stages", str(workdir)],
-            capture_output=True, text=True, cwd=str(REPO),
+            capture_output=True,
+            text=True,
+            cwd=str(REPO),
         )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr)
@@ -150,16 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             ("clip", f"{width}x{height} @ {args.fps} fps, {video_s:.1f} s, {info['n']} utterances ({speech_s:.1f} s)"),
             ("machine", f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} during the run"),
-            ("faces stage", f"{res['faces_s']:.1f} s ({1000 * res['faces_s'] / max(frames, 1):.1f} ms/frame, "
-                            f"{frames:.0f} frames) + setup {res['faces_setup_s']:.2f} s"),
-            ("asd stage", f"{res['asd_s']:.1f} s ({1000 * res['asd_s'] / max(frames, 1):.1f} ms/frame) "
-                          f"+ setup {res['asd_setup_s']:.2f} s"),
+            (
+                "faces stage",
+                f"{res['faces_s']:.1f} s ({1000 * res['faces_s'] / max(frames, 1):.1f} ms/frame, "
+                f"{frames:.0f} frames) + setup {res['faces_setup_s']:.2f} s",
+            ),
+            (
+                "asd stage",
+                f"{res['asd_s']:.1f} s ({1000 * res['asd_s'] / max(frames, 1):.1f} ms/frame) "
+                f"+ setup {res['asd_setup_s']:.2f} s",
+            ),
             ("RTF wall / video", f"{res['wall_s'] / video_s:.3f}"),
             ("RTF wall / utterances", f"{res['wall_s'] / speech_s:.3f}"),
             ("RTF CPU / video", f"{res['cpu_s'] / video_s:.3f}"),
             ("RTF CPU / utterances", f"{res['cpu_s'] / speech_s:.3f}"),
             ("peak memory", f"{res['peak_rss_mib']:.0f} MiB"),
-            ("faces found", f"{res['faces_found']}/{info['n']} (clips {res['clips']}), mean asd score {res['mean_score']:.3f}"),
+            (
+                "faces found",
+                f"{res['faces_found']}/{info['n']} (clips {res['clips']}), mean asd score {res['mean_score']:.3f}",
+            ),
             ("frames with a face", f"{res['counts'].get('faces.frames_with_face', 0):.0f}/{frames:.0f}"),
             ("targets", "RTF <= 0.5, peak memory <= 2048 MiB"),
         ]
@@ -168,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in rows:
             print(f"  {key:<{width_col}}  {value}")
         if args.json:
-            args.json.write_text(json.dumps({"clip": info, "result": res}, indent=2))
+            numbers.update({"clip": info, "result": res})
+            args.json.write_text(json.dumps(numbers, indent=2))
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

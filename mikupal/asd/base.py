@@ -9,9 +9,11 @@ What a backend can ask for (class attributes):
 * ``needs_mouth`` — the per-frame mouth opening measured by the face mesh in the ``faces`` stage
   (:attr:`TrackEvidence.mouth`); the offline :class:`~mikupal.asd.sync.SyncDetector` uses it.
 * ``needs_crops`` — face crops re-decoded from the video at the analysis rate: square crops around the smoothed
-  track box, ``crop_size`` pixels, grey if ``crop_grey`` (:attr:`TrackEvidence.crops`). TalkNet, for instance,
-  needs 25 fps grey crops (224 pixels, of which it uses the central 112) and the 16 kHz audio, and gives per-frame
-  scores.
+  track box (centre and size median-filtered over 13 frames), widened by ``crop_margin`` of the half-size on each
+  side, moved down by ``crop_offset`` half-sizes, ``crop_size`` pixels, grey if ``crop_grey``, padded with grey 110
+  (:attr:`TrackEvidence.crops`). TalkNet, for instance, needs 25 fps grey crops cut as its demo does
+  (``crop_size=224``, ``crop_margin=0.4``, ``crop_offset=0.4``; it uses the central 112 pixels) and the 16 kHz
+  audio, and gives per-frame scores.
 * ``fps`` — the analysis rate the model was trained for (TalkNet: 25); the stage refuses to run if the ``faces``
   stage analysed at another rate, instead of silently misaligning audio and video (a bug of the original code).
 """
@@ -19,8 +21,9 @@ What a backend can ask for (class attributes):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,6 +73,8 @@ class ActiveSpeakerDetector(ABC):
     needs_crops: ClassVar[bool] = False
     crop_size: int = 112
     crop_grey: bool = True
+    crop_margin: float = 0.4
+    crop_offset: float = 0.0
     fps: float | None = None
 
     def setup(self) -> None:

@@ -10,9 +10,9 @@ hold the first or last box, so the clip always spans the whole utterance and sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -48,14 +48,23 @@ def smooth_track_boxes(track: FaceTrack, n_frames: int, smooth: int = 13) -> np.
     return out
 
 
-def crop_face(frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4) -> np.ndarray:
-    """Square crop of side ``2 * half * (1 + margin)`` centred on ``(cx, cy)``, resized to ``size``×``size``."""
+def crop_face(
+    frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4, offset: float = 0.0
+) -> np.ndarray:
+    """Square crop of side ``2 * half * (1 + margin)`` centred on ``(cx, cy + offset * half)``, resized to ``size``.
+
+    ``offset`` moves the crop down by a fraction of the half-size: TalkNet's crops use ``offset = margin`` (0.4), so
+    the mouth lands in the centre of the crop.
+    """
+    cy = cy + offset * half
     side = max(2.0 * half * (1.0 + margin), 2.0)
     k = size / side
     # box coordinates are pixel edges; OpenCV maps pixel centres: u + 0.5 = k * (x + 0.5 - cx) + size / 2
     m = np.array([[k, 0.0, size / 2 - 0.5 + k * (0.5 - cx)], [0.0, k, size / 2 - 0.5 + k * (0.5 - cy)]])
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3)
+    return cv2.warpAffine(
+        frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3
+    )
 
 
 def collect_crops(
@@ -66,8 +75,9 @@ def collect_crops(
     grey: bool,
     margin: float = 0.4,
     smooth: int = 13,
+    offset: float = 0.0,
 ) -> list[np.ndarray]:
-    """Crops of each track over its own frames, from one pass over the window's frames.
+    """Crops of each track over its own frames, from one pass over the window's frames (see :func:`crop_face`).
 
     Returns:
         Per track an array ``(len(track), size, size)`` (grey) or ``(len(track), size, size, 3)``; frames the
@@ -82,7 +92,7 @@ def collect_crops(
             j = frame.index - first[i]
             if 0 <= j < len(t):
                 cx, cy, half = geometry[i][min(frame.index, n_frames - 1)]
-                crop = crop_face(frame.image, cx, cy, half, size, margin)
+                crop = crop_face(frame.image, cx, cy, half, size, margin, offset)
                 crops[i][j] = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if grey else crop
     return crops
 

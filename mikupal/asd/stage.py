@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
 
-from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence, TrackScore
+from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence
 from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.tracking import FaceTrack
@@ -92,7 +93,7 @@ class AsdStage(Stage):
             face, reason, report = self.choose(item, ctx)
         except (StopStage, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001 - a vision failure must not cost the utterance its audio
+        except Exception as e:
             if self.cfg.get("fail_fast"):
                 raise
             log.exception("asd: %s: active speaker detection failed; face set to null", item.id)
@@ -163,15 +164,25 @@ class AsdStage(Stage):
     def video_path(self, item: Utterance) -> Path:
         return Path(self.paths.get(item.video_id) or item.source)
 
-    def _add_crops(self, item: Utterance, window: WindowTracks, tracks: list[FaceTrack], evidence: list[TrackEvidence]) -> None:
+    def _add_crops(
+        self, item: Utterance, window: WindowTracks, tracks: list[FaceTrack], evidence: list[TrackEvidence]
+    ) -> None:
         frames = read_window(self.video_path(item), window.start, window.end, window.fps)
         crops = collect_crops(
-            frames, tracks, window.expected_frames, int(self.backend.crop_size), bool(self.backend.crop_grey)
+            frames,
+            tracks,
+            window.expected_frames,
+            int(self.backend.crop_size),
+            bool(self.backend.crop_grey),
+            margin=float(self.backend.crop_margin),
+            offset=float(self.backend.crop_offset),
         )
         for ev, c in zip(evidence, crops):
             ev.crops = c
 
-    def _write_clip(self, item: Utterance, window: WindowTracks, track: FaceTrack, audio: np.ndarray, ctx: StageContext) -> str | None:
+    def _write_clip(
+        self, item: Utterance, window: WindowTracks, track: FaceTrack, audio: np.ndarray, ctx: StageContext
+    ) -> str | None:
         cc = self.clip_cfg
         if cc is None or not cc.get("enabled", True):
             return None

@@ -29,7 +29,7 @@ voice-over) can still correlate by chance over short utterances; music or noise 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

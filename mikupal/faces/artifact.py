@@ -3,7 +3,7 @@
 One JSON object per utterance, written by the ``faces`` stage and read by the ``asd`` stage::
 
     {"utterance_id": "talk-1a2b3c4d-00003", "status": "ok", "message": null,
-     "start": 12.48, "end": 15.9, "fps": 25.0, "n_frames": 86,
+     "start": 12.48, "end": 15.9, "fps": 25.0, "n_frames": 86, "detector_frames": 43,
      "source_size": [1280, 720], "analysis_size": [640, 360], "detector": "BlazeFaceDetector(blazeface-short)",
      "frames_with_face": 86, "scene_cuts": [], "capped_frames": 0, "discarded_tracks": 0,
      "tracks": [{"track_id": 0, "frames": [0, 1, ...], "boxes": [[x1, y1, x2, y2], ...], "scores": [...],
@@ -13,7 +13,8 @@ One JSON object per utterance, written by the ``faces`` stage and read by the ``
 source), ``video_missing`` (the source file is gone), ``decode_failed`` (the video stream cannot be decoded in the
 window; ``message`` says why), ``error`` (an unexpected failure, logged with its traceback). Frame ``k`` of a window
 is at ``start + k / fps`` seconds (source time line); boxes are in source-frame pixels; ``scene_cuts`` lists the
-frames that start a new shot.
+frames that start a new shot; ``detector_frames`` counts the frames the detector ran on (``faces.detect_every``),
+``capped_frames`` those of them with more than ``faces.max_faces`` faces.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class WindowTracks:
     end: float
     fps: float
     n_frames: int = 0
+    detector_frames: int = 0
     message: str | None = None
     source_size: list[int] | None = None
     analysis_size: list[int] | None = None
@@ -82,6 +84,7 @@ class WindowTracks:
             "end": self.end,
             "fps": self.fps,
             "n_frames": self.n_frames,
+            "detector_frames": self.detector_frames,
             "source_size": self.source_size,
             "analysis_size": self.analysis_size,
             "detector": self.detector,
@@ -103,7 +106,7 @@ class WindowTracks:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WindowTracks":
+    def from_dict(cls, data: dict) -> WindowTracks:
         tracks = [
             FaceTrack(
                 track_id=int(t["track_id"]),
@@ -123,5 +126,5 @@ class WindowTracks:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
 
     @classmethod
-    def read(cls, path: Path) -> "WindowTracks":
+    def read(cls, path: Path) -> WindowTracks:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

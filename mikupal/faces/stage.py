@@ -5,8 +5,11 @@ the ``asd`` stage reads. Per utterance:
 
 1. decode only the frames of ``[start, end]`` at ``faces.analysis_fps`` (25 by default, TalkNet's rate), resized so
    the longer side is at most ``faces.max_side`` (:mod:`mikupal.faces.video`);
-2. detect faces batch by batch with the configured backend (``faces.detector``); the last, shorter batch of a
-   window is processed like the others (the original code dropped it, losing the end of every scene);
+2. detect faces batch by batch with the configured backend (``faces.detector``) on every
+   ``faces.detect_every``-th frame and on every frame that starts a new shot; in between, faces keep the boxes of
+   the last detector frame (the face mesh still measures every frame; tracks mark those boxes as not detected).
+   The last, shorter batch of a window is processed like the others (the original code dropped it, losing the end
+   of every scene);
 3. drop boxes smaller than ``faces.min_face_size`` pixels (of the analysed frame), keep at most ``faces.max_faces``
    (the largest) per frame — frames with more are counted as ``faces.too_many_faces``;
 4. run the 468-point face mesh on each kept face and record its mouth opening (``faces.landmarks``; ``null`` skips
@@ -23,8 +26,9 @@ passes on; ``asd`` then sets ``face: null`` and counts the reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
@@ -57,6 +61,7 @@ class FacesStage(Stage):
             raise ValueError(f"faces.analysis_fps must be positive, got {self.fps}")
         self.max_side = int(fc.max_side) if fc.get("max_side") else None
         self.batch_size = max(1, int(fc.batch_size))
+        self.detect_every = max(1, int(fc.get("detect_every") or 1))
         self.max_faces = int(fc.max_faces)
         self.min_face_size = float(fc.get("min_face_size") or 0)
         self.decode_threads = bool(fc.get("decode_threads", True))
@@ -86,7 +91,7 @@ class FacesStage(Stage):
             result = self.analyse(item, ctx)
         except (StopStage, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001 - the vision half must not cost the utterance its audio
+        except Exception as e:
             if self.cfg.get("fail_fast"):
                 raise
             log.exception("faces: %s: analysis failed; the utterance passes on without faces", item.id)
@@ -133,6 +138,7 @@ class FacesStage(Stage):
             return WindowTracks(status="decode_failed", message=str(e), **base)
         tracks = tracker.finish()
         ctx.count("faces.frames", state.n_frames)
+        ctx.count("faces.detector_frames", state.detector_frames)
         ctx.count("faces.frames_with_face", state.frames_with_face)
         ctx.count("faces.tracks", len(tracks))
         for key, value in (
@@ -149,6 +155,7 @@ class FacesStage(Stage):
         return WindowTracks(
             status="ok",
             n_frames=state.n_frames,
+            detector_frames=state.detector_frames,
             source_size=[info.width, info.height],
             analysis_size=list(size),
             frames_with_face=state.frames_with_face,
@@ -159,54 +166,73 @@ class FacesStage(Stage):
             **base,
         )
 
-    def _run_batch(self, batch: list[AnalysisFrame], state: "_WindowState") -> None:
-        detections = self.detector.detect([f.image for f in batch])
-        if len(detections) != len(batch):
-            raise RuntimeError(
-                f"{self.detector_name}.detect returned {len(detections)} results for {len(batch)} frames"
-            )
+    def _run_batch(self, batch: list[AnalysisFrame], state: _WindowState) -> None:
+        # Scene cuts first: the frame after a cut is always given to the detector (carried boxes would be stale).
+        cuts = [state.scene is not None and state.scene.update(f.image) for f in batch]
+        to_detect = [i for i, f in enumerate(batch) if f.index % self.detect_every == 0 or cuts[i]]
+        found = self.detector.detect([batch[i].image for i in to_detect]) if to_detect else []
+        if len(found) != len(to_detect):
+            raise RuntimeError(f"{self.detector_name}.detect returned {len(found)} results for {len(to_detect)} frames")
+        detections: dict[int, list[Detection]] = dict(zip(to_detect, found))
         width, height = state.size
-        for frame, dets in zip(batch, detections):
+        for i, frame in enumerate(batch):
             state.n_frames += 1
-            if state.scene is not None and state.scene.update(frame.image):
+            if cuts[i]:
                 state.tracker.cut()
                 state.cuts.append(frame.index)
-            kept: list[tuple[Detection, np.ndarray]] = []
-            for d in dets:
-                clipped = np.array(
-                    [max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(width), d.box[2]), min(float(height), d.box[3])]
-                )
-                if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < max(self.min_face_size, 1.0):
-                    state.tiny += 1
-                    continue
-                kept.append((d, clipped))
-            if len(kept) > self.max_faces:
-                state.capped += 1
-                kept.sort(key=lambda dc: -(dc[1][2] - dc[1][0]) * (dc[1][3] - dc[1][1]))
-                kept = kept[: self.max_faces]
+            detected = i in detections
+            if detected:
+                state.detector_frames += 1
+                kept = self._keep(detections[i], width, height, state)
+                state.carry = kept
+            else:  # between detector frames, faces keep the boxes of the last detector frame
+                kept = state.carry
             if kept:
                 state.frames_with_face += 1
             mouth = np.full(len(kept), np.nan)
             if self.mesh is not None:
-                for i, (d, _) in enumerate(kept):
+                for j, (d, _) in enumerate(kept):
                     points, _presence = self.mesh.landmarks(frame.image, d.box, d.keypoints)
                     if points is None:
                         state.mesh_missed += 1
                     else:
-                        mouth[i] = mouth_opening(points)
+                        mouth[j] = mouth_opening(points)
             boxes = np.array([c for _, c in kept]).reshape(-1, 4) * state.scale
-            scores = np.array([d.score for d, _ in kept])
-            state.tracker.update(frame.index, boxes, scores, mouth)
+            scores = np.array([d.score if detected else 0.0 for d, _ in kept])
+            state.tracker.update(frame.index, boxes, scores, mouth, detected=np.full(len(kept), detected))
+
+    def _keep(
+        self, dets: list[Detection], width: int, height: int, state: _WindowState
+    ) -> list[tuple[Detection, np.ndarray]]:
+        """Clip boxes to the frame, drop tiny ones, keep the ``max_faces`` largest (counting what is dropped)."""
+        kept: list[tuple[Detection, np.ndarray]] = []
+        for d in dets:
+            clipped = np.array(
+                [max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(width), d.box[2]), min(float(height), d.box[3])]
+            )
+            if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < max(self.min_face_size, 1.0):
+                state.tiny += 1
+                continue
+            kept.append((d, clipped))
+        if len(kept) > self.max_faces:
+            state.capped += 1
+            kept.sort(key=lambda dc: -(dc[1][2] - dc[1][0]) * (dc[1][3] - dc[1][1]))
+            kept = kept[: self.max_faces]
+        return kept
 
 
 class _WindowState:
-    def __init__(self, tracker: IouTracker, scene: SceneCutDetector | None, scale: np.ndarray, size: tuple[int, int]) -> None:
+    def __init__(
+        self, tracker: IouTracker, scene: SceneCutDetector | None, scale: np.ndarray, size: tuple[int, int]
+    ) -> None:
         self.tracker = tracker
         self.scene = scene
         self.scale = scale
         self.size = size
         self.n_frames = 0
+        self.detector_frames = 0
         self.frames_with_face = 0
+        self.carry: list = []
         self.cuts: list[int] = []
         self.capped = 0
         self.tiny = 0

@@ -32,15 +32,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class FaceTrack:
     """One face followed over consecutive analysis frames of a window.
 
-    All arrays are dense over ``frames`` (every analysis frame from the first to the last detection); frames where
-    the face was not detected hold a linearly interpolated box, score 0, ``detected`` False and mouth NaN.
+    All arrays are dense over ``frames`` (every analysis frame from the first to the last box); frames where the face
+    was missed hold a linearly interpolated box, score 0, ``detected`` False and mouth NaN; frames between detector
+    runs (``faces.detect_every`` > 1) hold the carried box, score 0, ``detected`` False and a measured mouth.
 
     Attributes:
         track_id: id, unique within the window (0, 1, ... by first frame).
         frames: analysis frame indices ``(n,)``.
         boxes: ``(n, 4)`` boxes ``x1, y1, x2, y2`` in source-frame pixels.
         scores: ``(n,)`` detector scores.
-        detected: ``(n,)`` whether the box was detected (True) or interpolated (False).
+        detected: ``(n,)`` whether the box was detected (True) or interpolated or carried (False).
         mouth: ``(n,)`` mouth opening from the face mesh (NaN where unknown).
     """
 
@@ -70,6 +71,7 @@ class _OpenTrack:
     boxes: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     mouth: list[float] = field(default_factory=list)
+    detected: list[bool] = field(default_factory=list)
 
     @property
     def last(self) -> int:
@@ -87,7 +89,7 @@ class _OpenTrack:
         scores = np.zeros(n)
         scores[pos] = self.scores
         detected = np.zeros(n, dtype=bool)
-        detected[pos] = True
+        detected[pos] = self.detected
         mouth = np.full(n, np.nan)
         mouth[pos] = self.mouth
         return FaceTrack(track_id, frames, boxes, scores, detected, mouth)
@@ -100,8 +102,8 @@ class IouTracker:
         iou_threshold: minimum IoU between a track's last box and a detection for them to match.
         max_gap: a track survives at most this many consecutive frames without a detection; the missed boxes are
             interpolated when the face is found again.
-        min_length: tracks with fewer detected frames than this are discarded at the end (counted in
-            :attr:`discarded`).
+        min_length: tracks with boxes (detected or carried) in fewer frames than this are discarded at the end
+            (counted in :attr:`discarded`).
     """
 
     def __init__(self, iou_threshold: float = 0.3, max_gap: int = 10, min_length: int = 10) -> None:
@@ -130,12 +132,21 @@ class IouTracker:
             self._close(track)
         self._open = []
 
-    def update(self, frame: int, boxes: np.ndarray, scores: np.ndarray, mouth: np.ndarray | None = None) -> list[int]:
-        """Add one frame's detections.
+    def update(
+        self,
+        frame: int,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        mouth: np.ndarray | None = None,
+        detected: np.ndarray | None = None,
+    ) -> list[int]:
+        """Add one frame's face boxes.
 
         Args:
             frame: analysis frame index (increasing between calls).
-            boxes: ``(M, 4)`` detected boxes. scores: ``(M,)``. mouth: ``(M,)`` mouth openings (NaN where unknown).
+            boxes: ``(M, 4)`` boxes. scores: ``(M,)``. mouth: ``(M,)`` mouth openings (NaN where unknown).
+            detected: ``(M,)`` whether each box comes from the detector (default) or was carried over from an
+                earlier frame; carried boxes extend tracks like detections but are marked in ``FaceTrack.detected``.
 
         Returns:
             For each detection, the index of the open track it joined (new tracks included), in input order.
@@ -145,6 +156,7 @@ class IouTracker:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         mouth = np.full(len(boxes), np.nan) if mouth is None else np.asarray(mouth, dtype=np.float64).reshape(-1)
+        detected = np.ones(len(boxes), bool) if detected is None else np.asarray(detected, dtype=bool).reshape(-1)
         # end tracks that have missed too many frames
         still = []
         for track in self._open:
@@ -171,6 +183,7 @@ class IouTracker:
             track.boxes.append(boxes[c])
             track.scores.append(float(scores[c]))
             track.mouth.append(float(mouth[c]))
+            track.detected.append(bool(detected[c]))
         return assigned
 
     def finish(self) -> list[FaceTrack]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -79,7 +79,9 @@ def video_info(path: str | Path) -> VideoInfo | None:
             width, height = vs.codec_context.width, vs.codec_context.height
             if not width or not height:
                 raise MediaError(f"{path}: the video stream has no frame size")
-            return VideoInfo(width=width, height=height, fps=float(rate) if rate else 0.0, duration=duration, start_time=start)
+            return VideoInfo(
+                width=width, height=height, fps=float(rate) if rate else 0.0, duration=duration, start_time=start
+            )
     except av.error.FFmpegError as e:
         raise MediaError(f"{path}: not a readable media file ({e})") from e
 

@@ -17,9 +17,9 @@ Used by ``tests/vision`` and ``benchmarks/bench_vision.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ class MouthGeometry:
     centre: tuple[float, float]
     chin: tuple[float, float]
 
-    def flipped(self, width: int) -> "MouthGeometry":
+    def flipped(self, width: int) -> MouthGeometry:
         """The same mouth in the horizontally mirrored photo."""
 
         def f(p: tuple[float, float]) -> tuple[float, float]:
@@ -105,7 +105,7 @@ class TalkingFace:
         out = self.image.copy()
         s = float(np.clip(opening, 0.0, 1.0)) * self.max_gap
         if s > 0.25:
-            shift = s * self.jaw * self.lens ** 0.5
+            shift = s * self.jaw * self.lens**0.5
             below = self.gy >= self.lip_y
             fade = np.clip((self.fade_end - self.gy) / max(self.fade_end - self.fade_start, 1.0), 0.0, 1.0)
             dy = np.where(below, shift * fade, 0.0).astype(np.float32)
@@ -260,7 +260,10 @@ class SyntheticClip:
 
 
 def faces_frame(
-    faces: Sequence[TalkingFace], openings: Sequence[float], size: tuple[int, int], boxes: Sequence[tuple[int, int, int, int]]
+    faces: Sequence[TalkingFace],
+    openings: Sequence[float],
+    size: tuple[int, int],
+    boxes: Sequence[tuple[int, int, int, int]],
 ) -> np.ndarray:
     """Compose one frame: each face rendered at its opening and resized into its box on a grey background."""
     width, height = size
@@ -291,12 +294,15 @@ def two_speaker_clip(
     Utterance ``k`` is spoken by face ``k % 2`` (0 = left, the photo as is; 1 = right, mirrored and recoloured)
     with a real speech piece on the audio track. The other face is, alternately, silent or *mouthing a different
     speech piece* (a distractor that moves as much as a speaker but out of sync with the sound). Utterances are
-    separated by ``gap`` seconds of silence with both mouths nearly closed.
+    separated by ``gap`` seconds of silence with both mouths closed. ``seed`` varies the order of the speech
+    pieces (seed 0 keeps the corpus order), the lead of the speaker's mouth over the sound (0–80 ms) and the noise.
     """
     rng = np.random.default_rng(seed)
     pieces = speech_pieces(speech_corpus(sampling_rate), sampling_rate=sampling_rate)
     if len(pieces) < 2:
         raise TestDataMissing("need at least two speech pieces from pocketsphinx-testdata")
+    if seed:
+        pieces = [pieces[i] for i in rng.permutation(len(pieces))]
     faces = [astronaut_face(0), astronaut_face(1)]
     size = (2 * panel, panel)
     boxes = [(0, 0, panel, panel), (panel, 0, 2 * panel, panel)]
@@ -315,7 +321,9 @@ def two_speaker_clip(
             if distractor == k % len(pieces):
                 distractor = (distractor + 1) % len(pieces)
         n = int(round(len(speech) / sampling_rate * fps))
-        speech = np.pad(speech, (0, max(0, int(round(n / fps * sampling_rate)) - len(speech))))[: int(round(n / fps * sampling_rate))]
+        speech = np.pad(speech, (0, max(0, int(round(n / fps * sampling_rate)) - len(speech))))[
+            : int(round(n / fps * sampling_rate))
+        ]
         cols = []
         for face_index in range(2):
             if face_index == speaker:
@@ -376,7 +384,11 @@ def talking_clip(
             break
         audio[start : start + len(piece)] = piece
         segments.append(
-            Segment(start=start / sampling_rate, end=(start + len(piece)) / sampling_rate, speaker=-1 if speaker is None else speaker)
+            Segment(
+                start=start / sampling_rate,
+                end=(start + len(piece)) / sampling_rate,
+                speaker=-1 if speaker is None else speaker,
+            )
         )
         t = (start + len(piece)) / sampling_rate + gap
         k += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from vision_helpers import carphone_path, make_utterances, run_vision
 
 

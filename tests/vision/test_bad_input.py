@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vision_helpers import make_utterances, probe_clip, run_vision
 
 from mikupal.media import read_audio
 from mikupal.testing.media import write_video
 from mikupal.testing.talking_faces import speech_corpus, talking_clip
-from vision_helpers import make_utterances, probe_clip, run_vision
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,9 @@ def test_missing_video_file(tmp_path, speech):
 
 
 def test_frames_without_faces(tmp_path, speech):
-    path = write_video(tmp_path / "wall.mp4", speech, 16000, lambda i, t: np.full((240, 320, 3), 30 + i % 5, np.uint8), duration=4.0)
+    path = write_video(
+        tmp_path / "wall.mp4", speech, 16000, lambda i, t: np.full((240, 320, 3), 30 + i % 5, np.uint8), duration=4.0
+    )
     run = run_vision(tmp_path, make_utterances(tmp_path, path, speech, [(0.5, 2.0), (2.0, 3.9)], name="wall"))
     w = run.tracks("wall-00000")
     assert w.status == "ok" and w.n_frames == 38 and w.frames_with_face == 0 and w.tracks == []
@@ -75,14 +77,21 @@ def test_tiny_face_is_not_a_speaker(tmp_path, speech_data):
     _check_passed_through(run, "no_face")
 
 
-@pytest.mark.parametrize("box", [(-100, 30, 200, 330), (170, 150, 470, 450)], ids=["left_third_outside", "chin_outside"])
+@pytest.mark.parametrize(
+    "box", [(-100, 30, 200, 330), (170, 150, 470, 450)], ids=["left_third_outside", "chin_outside"]
+)
 def test_partly_visible_face_is_clipped_to_the_frame_and_still_found(tmp_path, speech_data, box):
     clip = talking_clip(tmp_path / "edge.mp4", 4.0, [box], size=(640, 360))
     run = run_vision(tmp_path, make_utterances(tmp_path, clip.path, clip.audio, [(0.3, 3.7)], name="edge"))
     w = run.tracks("edge-00000")
     assert w.status == "ok" and len(w.tracks) == 1
     boxes = w.tracks[0].boxes
-    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 640).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 360).all()
+    assert (
+        (boxes[:, 0] >= 0).all()
+        and (boxes[:, 2] <= 640).all()
+        and (boxes[:, 1] >= 0).all()
+        and (boxes[:, 3] <= 360).all()
+    )
     assert boxes[:, 0].min() == 0 or boxes[:, 3].max() == 360  # touches the edge it crosses
     face = run.outputs[0].face
     assert face is not None and run.asd_counts == {"asd.face": 1}
@@ -94,8 +103,14 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
     path = write_video(tmp_path / "v.mp4", speech, 16000, lambda i, t: np.zeros((240, 320, 3), np.uint8), duration=4.0)
     utts = make_utterances(tmp_path, path, speech, [(0.5, 2.0)], name="boom")
     run = run_vision(
-        tmp_path, utts, "faces.detector._target_=vision_backends.ExplodingDetector", "~faces.detector.model",
-        "~faces.detector.min_score", "~faces.detector.nms_iou", "~faces.detector.num_threads", fail_fast=False,
+        tmp_path,
+        utts,
+        "faces.detector._target_=vision_backends.ExplodingDetector",
+        "~faces.detector.model",
+        "~faces.detector.min_score",
+        "~faces.detector.nms_iou",
+        "~faces.detector.num_threads",
+        fail_fast=False,
     )
     assert run.faces_counts == {"faces.error": 1}
     w = run.tracks("boom-00000")
@@ -103,15 +118,21 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
     _check_passed_through(run, "error")
     with pytest.raises(RuntimeError, match="detector exploded"):  # fail_fast (as in tests) re-raises
         run_vision(
-            tmp_path / "ff", utts, "faces.detector._target_=vision_backends.ExplodingDetector", "~faces.detector.model",
-            "~faces.detector.min_score", "~faces.detector.nms_iou", "~faces.detector.num_threads",
+            tmp_path / "ff",
+            utts,
+            "faces.detector._target_=vision_backends.ExplodingDetector",
+            "~faces.detector.model",
+            "~faces.detector.min_score",
+            "~faces.detector.nms_iou",
+            "~faces.detector.num_threads",
         )
 
 
 def test_missing_faces_artifact(tmp_path, speech):
+    from vision_helpers import compose_pipeline
+
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
-    from vision_helpers import compose_pipeline
 
     utts = make_utterances(tmp_path, tmp_path / "x.mp4", speech, [(0.5, 2.0)], name="nofaces")
     cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path}", "fail_fast=true")

@@ -96,7 +96,7 @@ def test_tracker_follows_two_faces_and_interpolates_a_short_gap():
 
 def test_tracker_splits_after_a_long_gap_and_drops_short_tracks():
     tr = IouTracker(iou_threshold=0.3, max_gap=3, min_length=5)
-    for f in list(range(0, 10)) + list(range(15, 25)):
+    for f in list(range(10)) + list(range(15, 25)):
         tr.update(f, np.array([_box(100, 100)]), np.array([0.9]))
     tr.update(30, np.array([_box(400, 100)]), np.array([0.9]))  # a 1-frame false positive
     tracks = tr.finish()
@@ -142,7 +142,9 @@ def test_scene_cut_detector_fires_on_a_shot_change_only():
     for i in range(30):
         img = a if i < 17 else b
         shift = int(2 * np.sin(i))  # slight camera shake and noise inside a shot
-        noisy = np.clip(np.roll(img, shift, axis=1).astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+        noisy = np.clip(np.roll(img, shift, axis=1).astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(
+            np.uint8
+        )
         brighter = np.clip(noisy.astype(int) + (i % 3) * 4, 0, 255).astype(np.uint8)  # flicker
         if det.update(brighter):
             cuts.append(i)
@@ -179,3 +181,34 @@ def test_crop_face_centres_the_box_and_pads_with_grey():
     assert white.min(0).tolist() == [8, 8] and white.max(0).tolist() == [47, 47]
     edge = crop_face(frame, 5, 5, 10, 56)  # mostly outside the frame: grey padding
     assert (edge[0, 0] == PAD_VALUE).all()
+
+
+def test_talknet_style_crops_match_the_talknet_module():
+    """With TalkNet's geometry (margin 0.4, offset 0.4, 224 px) the asd stage's crops equal talknet.crop_face_track."""
+    talknet = pytest.importorskip("mikupal.models.talknet")
+    from mikupal.asd.clip import collect_crops
+    from mikupal.faces.tracking import FaceTrack
+    from mikupal.faces.video import AnalysisFrame
+
+    photo = face_photo()
+    frames, boxes = [], []
+    for k in range(30):
+        dx = int(3 * k)
+        frames.append(np.ascontiguousarray(np.roll(photo, dx, axis=1)))
+        boxes.append([175 + dx, 75 + 0.5 * k, 280 + dx, 180 + 0.5 * k])
+    boxes = np.array(boxes)
+    track = FaceTrack(0, np.arange(30), boxes, np.ones(30), np.ones(30, bool), np.full(30, np.nan))
+    ours = collect_crops(
+        (AnalysisFrame(k, k / 25, k / 25, f) for k, f in enumerate(frames)),
+        [track],
+        30,
+        224,
+        grey=False,
+        margin=0.4,
+        offset=0.4,
+    )[0]
+    theirs = talknet.crop_face_track(frames, boxes, crop_scale=0.4, out_size=224)
+    middle = slice(6, 24)  # upstream's median filter zero-pads the ends
+    diff = np.abs(ours[middle].astype(int) - theirs[middle].astype(int))
+    assert ours.shape == theirs.shape == (30, 224, 224, 3)
+    assert diff.mean() < 3.0, diff.mean()

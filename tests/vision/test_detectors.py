@@ -6,13 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+from vision_helpers import box_iou
 
 from mikupal.faces.blazeface import BlazeFaceDetector, ssd_anchor_centres
 from mikupal.faces.haar import HaarDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
 from mikupal.testing.media import face_photo
 from mikupal.testing.talking_faces import ASTRONAUT_HEAD, astronaut_face
-from vision_helpers import box_iou
 
 # The astronaut's face in the 512x512 photo (forehead to chin, ear to ear), by eye.
 ASTRONAUT_FACE = (175, 75, 280, 180)
@@ -100,7 +100,9 @@ def test_full_range_model_finds_small_faces_the_short_one_misses():
     full.setup()
     found = full.detect([frame])[0]
     assert len(found) == 12
-    centres = sorted((round((d.box[1] + d.box[3]) / 2 / 120 - 0.5), round((d.box[0] + d.box[2]) / 2 / 160 - 0.375)) for d in found)
+    centres = sorted(
+        (round((d.box[1] + d.box[3]) / 2 / 120 - 0.5), round((d.box[0] + d.box[2]) / 2 / 160 - 0.375)) for d in found
+    )
     assert centres == sorted((r, c) for r in range(3) for c in range(4))
 
 

@@ -1,4 +1,4 @@
-"""The vision stages inside the real pipeline: extract → separate → vad → asr → faces → asd → filter via run_pipeline."""
+"""The vision stages in the real pipeline (run_pipeline): extract → separate → vad → asr → faces → asd → filter."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from vision_helpers import compose_pipeline, probe_clip
 
 from mikupal.media import read_audio
 from mikupal.runner import run_pipeline
 from mikupal.testing.media import write_video
 from mikupal.testing.talking_faces import two_speaker_clip
-from vision_helpers import compose_pipeline, probe_clip
 
 STAGES = "stages=[extract,separate,vad,asr,faces,asd,filter]"
 
@@ -24,8 +24,13 @@ def pipeline_run(tmp_path_factory, speech_data):
     # an audio-only source in the same run: its utterances must come through with face null
     write_video(videos / "radio.mp4", clip.audio[: 8 * 16000], 16000, None, duration=8.0)
     overrides = [
-        f"input={videos}", f"run_dir={root / 'run'}", STAGES, "separate=passthrough", "vad=silero",
-        "asr=pocketsphinx", "fail_fast=true",
+        f"input={videos}",
+        f"run_dir={root / 'run'}",
+        STAGES,
+        "separate=passthrough",
+        "vad=silero",
+        "asr=pocketsphinx",
+        "fail_fast=true",
     ]
     summary = run_pipeline(compose_pipeline(*overrides))
     return clip, root / "run", summary, overrides
@@ -71,8 +76,13 @@ def test_audio_only_source_keeps_its_utterances(pipeline_run):
 
 def test_rerun_resumes_without_redoing_vision_work(pipeline_run):
     clip, run, summary, overrides = pipeline_run
+
     def artifacts():
-        paths = [*(run / "faces" / "tracks").glob("*.json"), *(run / "faces").glob("*.mp4"), *(run / "asd" / "scores").glob("*")]
+        paths = [
+            *(run / "faces" / "tracks").glob("*.json"),
+            *(run / "faces").glob("*.mp4"),
+            *(run / "asd" / "scores").glob("*"),
+        ]
         return {p: p.stat().st_mtime_ns for p in paths}
 
     before = artifacts()

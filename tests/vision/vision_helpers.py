@@ -71,7 +71,9 @@ def make_utterances(
     return out
 
 
-def run_vision(run_dir: Path, utterances: list[Utterance], *overrides: str, asd: bool = True, fail_fast: bool = True) -> VisionRun:
+def run_vision(
+    run_dir: Path, utterances: list[Utterance], *overrides: str, asd: bool = True, fail_fast: bool = True
+) -> VisionRun:
     """Run the faces (and asd) stage adapters over hand-made utterances, as the runner would."""
     from mikupal.asd.stage import AsdStage
     from mikupal.faces.stage import FacesStage
