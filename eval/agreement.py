@@ -151,6 +151,11 @@ def ratings_from_votes(run_dir: str | Path) -> Ratings:
         log.warning("%s: %d utterances without an emotion skipped", run_dir, skipped)
     if not records:
         raise EvalInputError(f"{run_dir}: no utterance has emotion votes")
+    if all(len(u.emotion.votes) < 2 for u in utterances if u.emotion is not None):
+        raise EvalInputError(
+            f"{run_dir}: every utterance has a single vote (the run used annotator.rollouts=1, or a deterministic "
+            "annotator): rollout agreement needs annotator.rollouts >= 2; to compare runs use runs=[A,B]"
+        )
     return ratings_from_records(records, kind="rollouts")
 
 

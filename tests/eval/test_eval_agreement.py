@@ -181,3 +181,9 @@ def test_several_runs_as_raters(tmp_path):
     assert report["kind"] == "runs" and report["n_raters"] == 2 and report["n_items"] == 7
     assert report["percent_agreement"] == pytest.approx(5 / 6)
     assert any("single rating" in w for w in report["warnings"])
+
+
+def test_single_rollout_runs_name_the_fix(tmp_path):
+    run_dir = write_run(tmp_path / "run", [utterance(f"v-{i:05d}", "Joy") for i in range(5)])
+    with pytest.raises(EvalInputError, match="rollouts >= 2"):
+        ratings_from_votes(run_dir)
