@@ -40,6 +40,7 @@ from mikupal.annotate.base import (
     MediaPart,
     RolloutAnswer,
     Usage,
+    check_stage_settings,
 )
 from mikupal.annotate.cache import AnswerCache, cache_key, file_sha256
 from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError, parse_reply, response_schema
@@ -162,6 +163,9 @@ class APIAnnotator(Annotator):
         cache_dir: on-disk answer cache (``None``: no cache).
         temperature, seed, max_output_tokens: generation parameters (the seed of rollout ``r`` is ``seed + r``).
         validation_retries: corrective follow-ups after an invalid reply before the utterance fails.
+        **stage_settings: the stage-level keys of the annotator config (``rollouts``, ``modalities``,
+            ``context_utterances``, ``max_in_flight``, ``max_cost``), accepted so that ``instantiate(cfg.annotator)``
+            works; the stage reads them, the backend only keeps them in :attr:`stage_settings`.
     """
 
     backend_name: ClassVar[str] = "api"
@@ -186,7 +190,9 @@ class APIAnnotator(Annotator):
         seed: int | None = 0,
         max_output_tokens: int | None = 1024,
         validation_retries: int = 1,
+        **stage_settings: Any,
     ) -> None:
+        self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
         if not model:
             raise AnnotatorConfigError("annotator.model is empty: name the model to call")
         self.model = str(model)

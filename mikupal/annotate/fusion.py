@@ -58,7 +58,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mikupal.annotate.base import AnnotationError, AnnotationRequest, Annotator, RolloutAnswer, backend_kwargs
+from mikupal.annotate.base import (
+    AnnotationError,
+    AnnotationRequest,
+    Annotator,
+    RolloutAnswer,
+    backend_kwargs,
+    check_stage_settings,
+)
 from mikupal.labels import LabelSet, as_label_set
 from mikupal.records import Emotion
 
@@ -224,8 +231,9 @@ class FusionAnnotator(Annotator):
         prosody_sigma: width of the prosody likelihood.
         prosody_reference: reference values for the arousal estimate: ``energy_db``, ``energy_scale``,
             ``f0_std`` (semitones), ``f0_std_scale``, ``rate`` (words/s), ``rate_scale``.
-        text_batch_size: sentences per MiniLM batch in :meth:`annotate_texts`.
+        text_batch_size: sentences per MiniLM batch (and utterances per stage batch).
         threads: CPU threads for the face model.
+        **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
     """
 
     deterministic = True
@@ -250,7 +258,9 @@ class FusionAnnotator(Annotator):
         prosody_reference: Mapping[str, float] | None = None,
         text_batch_size: int = 64,
         threads: int = 1,
+        **stage_settings: Any,
     ) -> None:
+        self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
         self.model_id = str(version)
         self.prompt_version = None
         self.fer_model = fer_model

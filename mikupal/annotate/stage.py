@@ -46,7 +46,6 @@ from mikupal.annotate.base import (
     RolloutAnswer,
     Usage,
     aggregate,
-    backend_kwargs,
     check_modalities,
 )
 from mikupal.labels import LabelSet, as_label_set
@@ -465,7 +464,7 @@ class AnnotateStage(Stage):
 
 
 def build_annotator(cfg: Any, ctx: StageContext | None = None) -> Annotator:
-    """Instantiate the backend of ``cfg.annotator`` (stage-level keys removed).
+    """Instantiate the backend of ``cfg.annotator`` (what ``hydra.utils.instantiate`` would, plus prompt and cache).
 
     API backends get the prompt of ``cfg.prompt`` and, unless ``annotator.cache_dir`` is set, the answer cache
     ``<run_dir>/cache/annotate``.
@@ -475,7 +474,7 @@ def build_annotator(cfg: Any, ctx: StageContext | None = None) -> Annotator:
 
     annotator_cfg = cfg.annotator
     cls = _target_class(annotator_cfg)
-    kwargs = backend_kwargs(_container(annotator_cfg))
+    kwargs = {k: v for k, v in dict(_container(annotator_cfg)).items() if k != "_target_"}
     if issubclass(cls, APIAnnotator):
         prompt_cfg = cfg.get("prompt")
         if prompt_cfg is None:

@@ -208,3 +208,18 @@ def test_aggregate_falls_back_to_configured_model_id_and_rejects_foreign_labels(
         aggregate([_answer("Joy")], MELD, "m", None)
     with pytest.raises(ValueError, match="no rollout"):
         aggregate([], MELD, "m", None)
+
+
+def test_backends_accept_stage_keys_and_reject_typos():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from mikupal.annotate.gemini import GeminiAnnotator
+    from mikupal.paths import conf_dir
+
+    node = OmegaConf.load(conf_dir() / "annotator" / "gemini.yaml")
+    backend = instantiate(node)  # what the project's config contract test does
+    assert isinstance(backend, GeminiAnnotator) and backend.stage_settings["max_in_flight"] == 8
+    assert backend.client is None  # nothing is loaded or connected before setup()
+    with pytest.raises(AnnotatorConfigError, match="unknown setting.*temprature"):
+        GeminiAnnotator(temprature=0.5)
