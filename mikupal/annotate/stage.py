@@ -17,6 +17,10 @@ Stage-level keys of ``conf/annotator/*.yaml`` (the rest configures the backend):
   spend up to ``max_cost`` again. The run total is ``cost_usd`` in ``summary.json``. The requests in flight when
   the budget is reached may overshoot it by at most their own cost.
 
+Execution: API annotators run rollouts on a thread pool (``max_in_flight`` workers, items yielded as they complete);
+the local deterministic fusion annotator runs in the stage's thread in batches (one ask per utterance, its vote
+repeated ``rollouts`` times).
+
 Counters (summed into ``summary.json``): ``annotate.cost_usd``, ``annotate.input_tokens``,
 ``annotate.output_tokens``, ``annotate.requests``, ``annotate.retries``, ``annotate.uploads``,
 ``annotate.cache_hits``, ``annotate.validation_retries``.
