@@ -6,7 +6,7 @@ Utterance → the same Utterance with ``face`` set (:class:`~mikupal.records.Fac
 2. candidates are tracks covering at least ``asd.min_coverage`` of the utterance's analysis frames (a track's span,
    gaps included; tracks end at scene cuts, so a cut in the middle of an utterance halves the coverage); at most
    ``asd.max_tracks`` of them, those with the most detected frames;
-3. the backend (``asd.detector``) scores every candidate against the utterance audio (``audio/<id>.flac``);
+3. the backend (``asd._target_`` and its arguments) scores every candidate against the utterance audio (``audio/<id>.flac``);
 4. the best candidate becomes the utterance's face if its score is at least ``asd.threshold`` — there *is* a
    threshold, unlike the original code, which always took the highest mean score, so off-screen narrators were
    assigned to a visible non-speaker;
@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence
+from mikupal.asd.base import STAGE_KEYS, ActiveSpeakerDetector, TrackEvidence
 from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.tracking import FaceTrack
@@ -65,7 +66,8 @@ class AsdStage(Stage):
             raise ValueError("asd.threshold and asd.min_coverage must be in [0, 1]")
         self.clip_cfg = ac.get("clip")
         self.rate = int(self.cfg.media.sampling_rate)
-        self.backend: ActiveSpeakerDetector = instantiate(ac.detector)
+        backend_keys = [k for k in ac.keys() if k not in STAGE_KEYS]
+        self.backend: ActiveSpeakerDetector = instantiate(OmegaConf.masked_copy(ac, backend_keys))
         faces_cfg = self.cfg.get("faces")
         if faces_cfg is not None:
             if self.backend.needs_mouth and faces_cfg.get("landmarks") is None:

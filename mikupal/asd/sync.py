@@ -30,6 +30,7 @@ voice-over) can still correlate by chance over short utterances; music or noise 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,9 @@ class SyncDetector(ActiveSpeakerDetector):
         min_envelope_range: float = 6.0,
         min_mouth_range: float = 0.01,
         min_valid: float = 0.7,
+        **stage_settings: Any,
     ) -> None:
+        super().__init__(**stage_settings)
         if window <= 0 or hop <= 0 or max_lag < 0:
             raise ValueError("asd.detector: window and hop must be positive and max_lag >= 0")
         self.window = float(window)

@@ -5,7 +5,7 @@ the ``asd`` stage reads. Per utterance:
 
 1. decode only the frames of ``[start, end]`` at ``faces.analysis_fps`` (25 by default, TalkNet's rate), resized so
    the longer side is at most ``faces.max_side`` (:mod:`mikupal.faces.video`);
-2. detect faces batch by batch with the configured backend (``faces.detector``) on every
+2. detect faces batch by batch with the configured backend (``faces._target_`` and its arguments) on every
    ``faces.detect_every``-th frame and on every frame that starts a new shot; in between, faces keep the boxes of
    the last detector frame (the face mesh still measures every frame; tracks mark those boxes as not detected).
    The last, shorter batch of a window is processed like the others (the original code dropped it, losing the end
@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mikupal.faces.artifact import WindowTracks, tracks_path
-from mikupal.faces.base import Detection, FaceDetector
+from mikupal.faces.base import STAGE_KEYS, Detection, FaceDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker
@@ -65,7 +66,8 @@ class FacesStage(Stage):
         self.max_faces = int(fc.max_faces)
         self.min_face_size = float(fc.get("min_face_size") or 0)
         self.decode_threads = bool(fc.get("decode_threads", True))
-        self.detector: FaceDetector = instantiate(fc.detector)
+        backend_keys = [k for k in fc.keys() if k not in STAGE_KEYS]
+        self.detector: FaceDetector = instantiate(OmegaConf.masked_copy(fc, backend_keys))
         self.detector.setup()
         self.mesh = None
         if fc.get("landmarks") is not None:

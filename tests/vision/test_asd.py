@@ -146,17 +146,17 @@ def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_s
         f"input={clip.path}",
         f"run_dir={run.run_dir}",
         "fail_fast=true",
-        "asd.detector._target_=vision_backends.MouthDarknessDetector",
-        "~asd.detector.window",
-        "~asd.detector.hop",
-        "~asd.detector.max_lag",
-        "~asd.detector.band",
-        "~asd.detector.envelope_window",
-        "~asd.detector.floor_db",
-        "~asd.detector.fill_gap",
-        "~asd.detector.min_envelope_range",
-        "~asd.detector.min_mouth_range",
-        "~asd.detector.min_valid",
+        "asd._target_=vision_backends.MouthDarknessDetector",
+        "~asd.window",
+        "~asd.hop",
+        "~asd.max_lag",
+        "~asd.band",
+        "~asd.envelope_window",
+        "~asd.floor_db",
+        "~asd.fill_gap",
+        "~asd.min_envelope_range",
+        "~asd.min_mouth_range",
+        "~asd.min_valid",
         "asd.clip.enabled=false",
     )
     ctx = StageContext(run_dir=run.run_dir, rank=0, world_size=1, cfg=cfg)
@@ -179,7 +179,7 @@ def test_frame_rate_mismatch_is_refused(two_speaker):
 
     clip, run = two_speaker
     cfg = compose_pipeline(
-        f"input={clip.path}", f"run_dir={run.run_dir}", "asd.detector._target_=vision_backends.NeedsThirtyFps"
+        f"input={clip.path}", f"run_dir={run.run_dir}", "asd._target_=vision_backends.NeedsThirtyFps"
     )
     with pytest.raises(ValueError, match="faces.analysis_fps=30"):
         AsdStage(cfg).setup(StageContext(run_dir=run.run_dir, rank=0, world_size=1, cfg=cfg))

@@ -105,11 +105,11 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
     run = run_vision(
         tmp_path,
         utts,
-        "faces.detector._target_=vision_backends.ExplodingDetector",
-        "~faces.detector.model",
-        "~faces.detector.min_score",
-        "~faces.detector.nms_iou",
-        "~faces.detector.num_threads",
+        "faces._target_=vision_backends.ExplodingDetector",
+        "~faces.model",
+        "~faces.min_score",
+        "~faces.nms_iou",
+        "~faces.num_threads",
         fail_fast=False,
     )
     assert run.faces_counts == {"faces.error": 1}
@@ -120,11 +120,11 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
         run_vision(
             tmp_path / "ff",
             utts,
-            "faces.detector._target_=vision_backends.ExplodingDetector",
-            "~faces.detector.model",
-            "~faces.detector.min_score",
-            "~faces.detector.nms_iou",
-            "~faces.detector.num_threads",
+            "faces._target_=vision_backends.ExplodingDetector",
+            "~faces.model",
+            "~faces.min_score",
+            "~faces.nms_iou",
+            "~faces.num_threads",
         )
 
 

@@ -127,7 +127,7 @@ def crowd_clip(tmp_path_factory, speech_data):
 def test_more_than_ten_faces_are_capped_and_counted(crowd_clip):
     root, clip = crowd_clip
     utts = make_utterances(root / "run", clip.path, clip.audio, [(0.2, 3.8)], name="crowd")
-    run = run_vision(root / "run", utts, "faces.detector.model=blazeface-full")
+    run = run_vision(root / "run", utts, "faces.model=blazeface-full")
     w = run.tracks("crowd-00000")
     assert w.n_frames == 90 and w.capped_frames == w.detector_frames == 45  # every detector frame (every 2nd)
     assert run.faces_counts["faces.too_many_faces"] == 45
