@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 from mikupal.asd.base import STAGE_KEYS, ActiveSpeakerDetector, TrackEvidence
 from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
+from mikupal.faces.stage import input_video_paths
 from mikupal.faces.tracking import FaceTrack
 from mikupal.faces.video import VideoDecodeError, read_window
 from mikupal.media import MediaError, read_audio
@@ -82,7 +83,7 @@ class AsdStage(Stage):
                     f"faces.analysis_fps={fps:g}; set faces.analysis_fps={self.backend.fps:g}"
                 )
         self.backend.setup()
-        self.paths = _video_paths(self.cfg)
+        self.paths = input_video_paths(self.cfg)
 
     def teardown(self) -> None:
         backend = getattr(self, "backend", None)
@@ -95,7 +96,7 @@ class AsdStage(Stage):
             face, reason, report = self.choose(item, ctx)
         except (StopStage, KeyboardInterrupt):
             raise
-        except Exception as e:
+        except Exception as e:  # a vision failure must not cost the utterance its audio
             if self.cfg.get("fail_fast"):
                 raise
             log.exception("asd: %s: active speaker detection failed; face set to null", item.id)
@@ -215,9 +216,3 @@ class AsdStage(Stage):
             ctx.count("asd.clip_failed")
             return None
         return rel
-
-
-def _video_paths(cfg: Any) -> dict[str, str]:
-    from mikupal.faces.stage import _video_paths as paths
-
-    return paths(cfg)

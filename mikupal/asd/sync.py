@@ -89,7 +89,7 @@ class SyncDetector(ActiveSpeakerDetector):
     ) -> None:
         super().__init__(**stage_settings)
         if window <= 0 or hop <= 0 or max_lag < 0:
-            raise ValueError("asd.detector: window and hop must be positive and max_lag >= 0")
+            raise ValueError("asd: window and hop must be positive and max_lag >= 0")
         self.window = float(window)
         self.hop = float(hop)
         self.max_lag = float(max_lag)

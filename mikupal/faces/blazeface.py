@@ -131,7 +131,7 @@ class BlazeFaceDetector(FaceDetector):
     ) -> None:
         super().__init__(**stage_settings)
         if not 0.0 <= min_score < 1.0:
-            raise ValueError(f"faces.detector.min_score must be in [0, 1), got {min_score}")
+            raise ValueError(f"faces.min_score must be in [0, 1), got {min_score}")
         self.model = model
         self.min_score = float(min_score)
         self.nms_iou = float(nms_iou)

@@ -80,7 +80,7 @@ class FacesStage(Stage):
         if sc is not None and sc.get("enabled", True):
             self.scene_args = dict(threshold=sc.threshold, bins=tuple(sc.bins), min_gap=sc.min_gap)
         self.detector_name = _describe(self.detector)
-        self.paths = _video_paths(self.cfg)
+        self.paths = input_video_paths(self.cfg)
 
     def teardown(self) -> None:
         for part in (getattr(self, "detector", None), getattr(self, "mesh", None)):
@@ -93,7 +93,7 @@ class FacesStage(Stage):
             result = self.analyse(item, ctx)
         except (StopStage, KeyboardInterrupt):
             raise
-        except Exception as e:
+        except Exception as e:  # a vision failure must not cost the utterance its audio
             if self.cfg.get("fail_fast"):
                 raise
             log.exception("faces: %s: analysis failed; the utterance passes on without faces", item.id)
@@ -246,7 +246,7 @@ def _describe(detector: Any) -> str:
     return f"{type(detector).__name__}({model})" if model else type(detector).__name__
 
 
-def _video_paths(cfg: Any) -> dict[str, str]:
+def input_video_paths(cfg: Any) -> dict[str, str]:
     """``video_id -> resolved path`` of the run's inputs (empty if ``input`` is not set, e.g. in unit tests)."""
     try:
         from omegaconf import OmegaConf
