@@ -245,7 +245,8 @@ REGISTRY: dict[str, ModelEntry] = {
             kind="user",
             description="S3FD face detector weights (faces: s3fd)",
             license="as distributed with TalkNet-ASD (MIT repository)",
-            source="TaoRuijie/TalkNet-ASD: model/faceDetector/s3fd/sfd_face.pth (fetched by its demo script)",
+            source="TaoRuijie/TalkNet-ASD: model/faceDetector/s3fd/sfd_face.pth (its demo fetches it from Google "
+            "Drive: `gdown --id 1KafnHz7ccT-3IyddBsL5yi2xGtxAKypt -O sfd_face.pth`)",
             files=("sfd_face.pth",),
         ),
         ModelEntry(
@@ -254,7 +255,8 @@ REGISTRY: dict[str, ModelEntry] = {
             kind="user",
             description="TalkNet active speaker detector trained on TalkSet (asd: talknet)",
             license="MIT (TalkNet-ASD)",
-            source="TaoRuijie/TalkNet-ASD: pretrain_TalkSet.model (Google Drive link in its README / demo script)",
+            source="TaoRuijie/TalkNet-ASD: pretrain_TalkSet.model (its demoTalkNet.py fetches it from Google Drive: "
+            "`gdown --id 1AbN9fCf9IexMxEKXLQY2KYBlb-IhSEea -O pretrain_TalkSet.model`)",
             files=("pretrain_TalkSet.model",),
         ),
         ModelEntry(
