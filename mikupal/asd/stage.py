@@ -67,8 +67,10 @@ class AsdStage(Stage):
             raise ValueError("asd.threshold and asd.min_coverage must be in [0, 1]")
         self.clip_cfg = ac.get("clip")
         self.rate = int(self.cfg.media.sampling_rate)
-        backend_keys = [k for k in ac.keys() if k not in STAGE_KEYS]
-        self.backend: ActiveSpeakerDetector = instantiate(OmegaConf.masked_copy(ac, backend_keys))
+        # Resolve against the whole config first: backend keys may interpolate others (device: ${runner.device}).
+        resolved = OmegaConf.to_container(ac, resolve=True)
+        backend_config = {k: v for k, v in resolved.items() if k not in STAGE_KEYS}
+        self.backend: ActiveSpeakerDetector = instantiate(backend_config)
         faces_cfg = self.cfg.get("faces")
         if faces_cfg is not None:
             if self.backend.needs_mouth and faces_cfg.get("landmarks") is None:

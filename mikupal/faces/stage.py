@@ -66,8 +66,10 @@ class FacesStage(Stage):
         self.max_faces = int(fc.max_faces)
         self.min_face_size = float(fc.get("min_face_size") or 0)
         self.decode_threads = bool(fc.get("decode_threads", True))
-        backend_keys = [k for k in fc.keys() if k not in STAGE_KEYS]
-        self.detector: FaceDetector = instantiate(OmegaConf.masked_copy(fc, backend_keys))
+        # Resolve against the whole config first: backend keys may interpolate others (device: ${runner.device}).
+        resolved = OmegaConf.to_container(fc, resolve=True)
+        backend_config = {k: v for k, v in resolved.items() if k not in STAGE_KEYS}
+        self.detector: FaceDetector = instantiate(backend_config)
         self.detector.setup()
         self.mesh = None
         if fc.get("landmarks") is not None:

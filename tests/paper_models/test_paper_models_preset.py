@@ -91,14 +91,6 @@ def test_mikupal_models_names_the_talknet_asd_files(models_dir, capsys):
     assert f"place pretrain_TalkSet.model in {models_dir / 'talknet'}/" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="faces/asd stages instantiate OmegaConf.masked_copy(node, backend_keys), a copy detached from the root "
-    "config, so `device: ${runner.device}` raises InterpolationKeyError at stage setup. Fix in mikupal/faces/stage.py "
-    "and mikupal/asd/stage.py: instantiate the resolved backend keys, e.g. instantiate({k: v for k, v in "
-    "OmegaConf.to_container(fc, resolve=True).items() if k not in STAGE_KEYS}). Remove this mark then.",
-)
 def test_the_vision_stages_pass_runner_device_to_their_backends(tmp_path, s3fd_ckpt, talknet_ckpt):
     from mikupal.asd.stage import AsdStage
     from mikupal.faces.stage import FacesStage
