@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,11 @@ class Transcript:
 class Transcriber(ABC):
     """Speech recognition with word timestamps."""
 
+    #: How many consecutive utterances of one video the ``asr`` stage hands to :meth:`transcribe_many` at once
+    #: (1: one at a time through :meth:`transcribe`). Groups are fixed by utterance index, so resuming a run
+    #: hands the backend the same groups.
+    group_size: int = 1
+
     def setup(self) -> None:
         """Load the model (never at import or construction)."""
 
@@ -39,3 +45,11 @@ class Transcriber(ABC):
     @abstractmethod
     def transcribe(self, audio: np.ndarray, sampling_rate: int) -> Transcript:
         """Transcribe one utterance (mono float32)."""
+
+    def transcribe_many(self, audios: Sequence[np.ndarray], sampling_rate: int) -> list[Transcript]:
+        """Transcribe consecutive utterances of one recording (one transcript each, in order).
+
+        The default transcribes them one by one; a backend may share work between them (e.g. faster-whisper
+        packs short utterances into one 30 s window).
+        """
+        return [self.transcribe(audio, sampling_rate) for audio in audios]

