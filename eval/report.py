@@ -92,6 +92,19 @@ def format_meld(report: dict) -> str:
     return "\n\n".join(parts)
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG, 120 dpi), creating folders, and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    log.info("wrote %s", path)
+    return path
+
+
 def plot_confusion(confusion: dict, path: str | Path, title: str = "") -> Path:
     """Save the confusion matrix as a PNG: colour = share of the gold row, text = count.
 
@@ -121,10 +134,4 @@ def plot_confusion(confusion: dict, path: str | Path, title: str = "") -> Path:
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of gold row")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    log.info("wrote %s", path)
-    return path
+    return save_figure(fig, path)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from eval.errors import EvalInputError
 from eval.io import read_json
+from eval.report import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +290,4 @@ def bar_plot(entries: Sequence[tuple[str, float | None, Any, str]], path: str | 
     ax.invert_yaxis()
     ax.set_xlabel(ylabel)
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    log.info("wrote %s", path)
-    return path
+    return save_figure(fig, path)

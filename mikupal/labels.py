@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from mikupal.paths import conf_dir
+from mikupal.paths import load_conf_yaml
 
 
 class LabelParseError(ValueError):
@@ -136,16 +136,7 @@ class LabelSet:
 
 def load_label_set(name_or_path: str | Path) -> LabelSet:
     """Load a label set by name (``emobench26``, ``meld7``) from ``conf/labels/`` or from a YAML path."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = conf_dir() / "labels" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in (conf_dir() / "labels").glob("*.yaml"))
-        raise FileNotFoundError(f"label set {str(name_or_path)!r} not found at {path}; available: {available}")
-    with open(path, encoding="utf-8") as f:
-        return LabelSet.from_config(yaml.safe_load(f))
+    return LabelSet.from_config(load_conf_yaml("labels", name_or_path))
 
 
 def as_label_set(labels: LabelSet | Mapping[str, Any] | str) -> LabelSet:

@@ -22,3 +22,21 @@ def models_dir() -> Path:
     """Where model files are assembled and looked up: ``$MIKUPAL_MODELS_DIR`` or ``~/.cache/mikupal/models``."""
     env = os.environ.get("MIKUPAL_MODELS_DIR")
     return Path(env) if env else Path.home() / ".cache" / "mikupal" / "models"
+
+
+def load_conf_yaml(group: str, name_or_path: str | os.PathLike[str]) -> dict:
+    """Load ``conf/<group>/<name>.yaml`` by name, or any YAML file by path (used for label sets and prompts).
+
+    Raises:
+        FileNotFoundError: naming the path tried and the names available in the group.
+    """
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = conf_dir() / group / f"{name_or_path}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        raise FileNotFoundError(f"{group} {str(name_or_path)!r} not found at {path}; available: {available}")
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)

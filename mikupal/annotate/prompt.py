@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mikupal.labels import LabelParseError, LabelSet
-from mikupal.paths import conf_dir
+from mikupal.paths import load_conf_yaml
 
 if TYPE_CHECKING:
     from mikupal.annotate.base import AnnotationRequest, MediaPart
@@ -105,16 +105,7 @@ class PromptTemplate:
     @classmethod
     def load(cls, name_or_path: str | Path = "miku_pal_v1") -> "PromptTemplate":
         """Load ``conf/prompt/<name>.yaml`` (or a YAML file path)."""
-        import yaml
-
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = conf_dir() / "prompt" / f"{name_or_path}.yaml"
-        if not path.is_file():
-            available = sorted(p.stem for p in (conf_dir() / "prompt").glob("*.yaml"))
-            raise FileNotFoundError(f"prompt {str(name_or_path)!r} not found at {path}; available: {available}")
-        with open(path, encoding="utf-8") as f:
-            return cls.from_config(yaml.safe_load(f))
+        return cls.from_config(load_conf_yaml("prompt", name_or_path))
 
     # ------------------------------------------------------------------------------------------ rendering
     def system_text(self, label_set: LabelSet, media: Sequence["MediaPart"], text: bool) -> str:
