@@ -83,6 +83,8 @@ class Stage(ABC):
     input_type: ClassVar[type]
     output_type: ClassVar[type]
     config_keys: ClassVar[tuple[str, ...]] = ()
+    #: Config group whose node is the backend (``_target_`` + kwargs); the default setup/teardown build and free it.
+    backend_group: ClassVar[str | None] = None
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -109,10 +111,22 @@ class Stage(ABC):
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, ctx: StageContext) -> None:
-        """Load models. Called once per run of the stage, only if there is pending work."""
+        """Load models. Called once per run of the stage, only if there is pending work.
+
+        By default instantiates ``cfg[backend_group]`` as ``self.backend`` and calls its ``setup()``.
+        """
+        if self.backend_group is not None:
+            from hydra.utils import instantiate
+
+            self.backend = instantiate(self.cfg[self.backend_group])
+            self.backend.setup()
 
     def teardown(self) -> None:
-        """Free models (and GPU memory)."""
+        """Free models (and GPU memory): by default the backend's ``teardown()``."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.teardown()
+            self.backend = None
 
     @abstractmethod
     def process(self, item: Any, ctx: StageContext) -> Sequence[Any] | Drop:

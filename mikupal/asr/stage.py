@@ -8,8 +8,6 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from hydra.utils import instantiate
-
 from mikupal.asr.base import Transcriber, Transcript
 from mikupal.media import read_audio
 from mikupal.records import Utterance, Word
@@ -28,16 +26,12 @@ class AsrStage(Stage):
     input_type = Utterance
     output_type = Utterance
     config_keys = ("asr",)
+    backend_group = "asr"
+    backend: Transcriber
 
     def setup(self, ctx: StageContext) -> None:
-        self.backend: Transcriber = instantiate(self.cfg.asr)
-        self.backend.setup()
+        super().setup(ctx)
         self.rate = int(self.cfg.media.sampling_rate)
-
-    def teardown(self) -> None:
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.teardown()
 
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:
         audio = read_audio(ctx.path(item.audio), self.rate)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from hydra.utils import instantiate
-
 from mikupal.extract.base import AudioExtractor
 from mikupal.media import MediaError, write_audio
 from mikupal.records import Recording, Video, VideoStream
@@ -27,16 +25,12 @@ class ExtractStage(Stage):
     input_type = Video
     output_type = Recording
     config_keys = ("extract", "media")
+    backend_group = "extract"
+    backend: AudioExtractor
 
     def setup(self, ctx: StageContext) -> None:
-        self.backend: AudioExtractor = instantiate(self.cfg.extract)
-        self.backend.setup()
+        super().setup(ctx)
         self.rate = int(self.cfg.media.sampling_rate)
-
-    def teardown(self) -> None:
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.teardown()
 
     def process(self, item: Video, ctx: StageContext) -> Sequence[Recording] | Drop:
         audio, info = self.backend.extract(item.path, self.rate)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hydra.utils import instantiate
-
 from mikupal.media import read_audio, write_audio
 from mikupal.records import Recording
 from mikupal.separate.base import Separator
@@ -19,15 +17,9 @@ class SeparateStage(Stage):
     input_type = Recording
     output_type = Recording
     config_keys = ("separate",)
+    backend_group = "separate"
+    backend: Separator
 
-    def setup(self, ctx: StageContext) -> None:
-        self.backend: Separator = instantiate(self.cfg.separate)
-        self.backend.setup()
-
-    def teardown(self) -> None:
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.teardown()
 
     def process(self, item: Recording, ctx: StageContext) -> Sequence[Recording]:
         if not self.backend.modifies_audio:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hydra.utils import instantiate
-
 from mikupal.ids import utterance_id
 from mikupal.media import read_audio, write_audio
 from mikupal.records import Recording, Utterance
@@ -25,20 +23,16 @@ class VadStage(Stage):
     input_type = Recording
     output_type = Utterance
     config_keys = ("vad", "segmentation")
+    backend_group = "vad"
+    backend: VoiceActivityDetector
 
     @staticmethod
     def parent_key(output: Utterance) -> str:
         return output.video_id
 
     def setup(self, ctx: StageContext) -> None:
-        self.backend: VoiceActivityDetector = instantiate(self.cfg.vad)
-        self.backend.setup()
+        super().setup(ctx)
         self.rules = SegmentationRules(**self.cfg.segmentation)
-
-    def teardown(self) -> None:
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.teardown()
 
     def process(self, item: Recording, ctx: StageContext) -> Sequence[Utterance] | Drop:
         rate = item.sampling_rate
