@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -130,9 +130,7 @@ class Meter:
     validation_retries: int = 0
 
     def usage(self) -> Usage:
-        return Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd,
-                     requests=self.requests, retries=self.retries, uploads=self.uploads,
-                     validation_retries=self.validation_retries)
+        return Usage(**asdict(self))
 
 
 @dataclass

@@ -27,3 +27,16 @@ def interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     it = Interpreter(model_path=str(model_path), num_threads=max(1, int(num_threads)))
     it.allocate_tensors()
     return it
+
+
+def open_model(model: str, num_threads: int = 1) -> tuple[Path, Any, int, int, list[dict]]:
+    """Resolve a registry model and open it: ``(path, interpreter, input index, input side, output details)``.
+
+    The MediaPipe face models take one square RGB input; its side is read from the model.
+    """
+    from mikupal.registry import resolve
+
+    path = resolve(model)
+    it = interpreter(path, num_threads)
+    inp = it.get_input_details()[0]
+    return path, it, inp["index"], int(inp["shape"][1]), it.get_output_details()

@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mikupal.faces._litert import interpreter
+from mikupal.faces._litert import open_model
 from mikupal.faces.base import Detection, FaceDetector
 
 log = logging.getLogger(__name__)
@@ -139,14 +139,7 @@ class BlazeFaceDetector(FaceDetector):
         self._it = None
 
     def setup(self) -> None:
-        from mikupal.registry import resolve
-
-        path = resolve(self.model)
-        self._it = interpreter(path, self.num_threads)
-        inp = self._it.get_input_details()[0]
-        self._input_index = inp["index"]
-        self.input_size = int(inp["shape"][1])
-        outputs = self._it.get_output_details()
+        path, self._it, self._input_index, self.input_size, outputs = open_model(self.model, self.num_threads)
         by_width = {int(d["shape"][-1]): d["index"] for d in outputs}
         if 16 not in by_width or 1 not in by_width:
             raise ValueError(f"{path}: not a BlazeFace model (outputs {[tuple(d['shape']) for d in outputs]})")

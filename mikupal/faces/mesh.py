@@ -23,7 +23,7 @@ import math
 import cv2
 import numpy as np
 
-from mikupal.faces._litert import interpreter
+from mikupal.faces._litert import open_model
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,7 @@ class FaceMesh:
         self._it = None
 
     def setup(self) -> None:
-        from mikupal.registry import resolve
-
-        path = resolve(self.model)
-        self._it = interpreter(path, self.num_threads)
-        inp = self._it.get_input_details()[0]
-        self._input_index = inp["index"]
-        self.input_size = int(inp["shape"][1])
-        outputs = self._it.get_output_details()
+        path, self._it, self._input_index, self.input_size, outputs = open_model(self.model, self.num_threads)
         sizes = {int(np.prod(d["shape"])): d["index"] for d in outputs}
         if NUM_LANDMARKS * 3 not in sizes or 1 not in sizes:
             raise ValueError(
