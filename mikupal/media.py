@@ -72,6 +72,20 @@ def _stream_duration(stream) -> float | None:
     return None
 
 
+def first_video_stream(container):
+    """The container's first real video stream, or ``None``.
+
+    Cover art (an ``attached_pic`` stream, as MP3, M4A and FLAC files often carry) is one still picture, not
+    video: it does not count.
+    """
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Container and stream properties of a media file.
 
@@ -80,7 +94,7 @@ def probe(path: str | Path) -> MediaInfo:
     """
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
-        video = container.streams.video[0] if container.streams.video else None
+        video = first_video_stream(container)
         duration = container.duration / 1_000_000 if container.duration is not None else None
         start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
         fps = None
@@ -103,58 +117,155 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
-def decode_audio(path: str | Path, sampling_rate: int = 16000) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class DecodedAudio:
+    """What :func:`decode_audio_report` got out of a file's audio stream.
+
+    Attributes:
+        audio: mono float32 samples on the container's time line (see :func:`decode_audio`).
+        start_time: container time (seconds) of the first sample.
+        corrupt_packets: packets the decoder rejected (skipped; their span is silence) or decoded into a frame it
+            marked corrupt (kept, as ``ffmpeg`` keeps it).
+        decoded_seconds: seconds of samples the decoder returned (gaps filled with silence not included).
+        declared_seconds: the stream's stated duration (the container's if the stream states none; ``None`` if
+            neither is known).
+    """
+
+    audio: np.ndarray
+    start_time: float
+    corrupt_packets: int
+    decoded_seconds: float
+    declared_seconds: float | None
+
+    @property
+    def decoded_share(self) -> float | None:
+        """``decoded_seconds / declared_seconds`` (``None`` when no duration is declared)."""
+        if not self.declared_seconds or self.declared_seconds <= 0:
+            return None
+        return self.decoded_seconds / self.declared_seconds
+
+
+#: Corrupt packets of one file logged one by one; the rest are summed up in one warning.
+_LOGGED_CORRUPT_PACKETS = 5
+
+
+def decode_audio(path: str | Path, sampling_rate: int = 16000, min_decoded_share: float = 0.0) -> tuple[np.ndarray, float]:
     """Decode the first audio stream to mono float32 at ``sampling_rate``.
 
     Samples are placed on the container's time line using the frames' timestamps (gaps are filled with silence,
     overlaps overwritten), starting at the container start time, and the result is trimmed to the audio stream's
-    stated duration when the container gives one (removing AAC priming/padding excess).
+    stated duration when the container gives one (removing AAC priming/padding excess). Corrupt or incomplete
+    packets are skipped with a warning, as ``ffmpeg`` does (see :func:`decode_audio_report`).
 
     Returns:
         ``(audio, start_time)``: the samples and the container time (seconds) of the first sample.
 
     Raises:
-        MediaError: the file has no audio stream, cannot be decoded, or decodes to nothing (truncated).
+        MediaError: the file has no audio stream, decodes to nothing, or less than ``min_decoded_share`` of its
+            declared duration decodes.
+    """
+    result = decode_audio_report(path, sampling_rate, min_decoded_share)
+    return result.audio, result.start_time
+
+
+def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decoded_share: float = 0.0) -> DecodedAudio:
+    """Decode the first audio stream like ``ffmpeg`` does, and report what was lost.
+
+    Packets are decoded one by one: a packet the decoder rejects is skipped (its span stays silent), a frame the
+    decoder marks corrupt is kept, and each is counted, with a warning naming the file and the time; a read error
+    of the demuxer ends the stream there (as a truncated download does). The file fails only when nothing decodes
+    or when less than ``min_decoded_share`` (0..1) of the declared duration decodes.
+
+    Raises:
+        MediaError: no audio stream, nothing decoded, or too little decoded (the message says how much).
     """
     import av
 
+    if not 0.0 <= min_decoded_share <= 1.0:
+        raise ValueError(f"min_decoded_share must be in [0, 1], got {min_decoded_share}")
     with _open(path) as container:
         if not container.streams.audio:
-            raise MediaError(f"{path}: has no audio stream; MIKU-PAL labels speech, so it needs a video with sound")
+            raise MediaError(f"{path}: has no audio stream; MIKU-PAL labels speech, so it needs a file with sound")
         stream = container.streams.audio[0]
         start_time = container.start_time / 1_000_000 if container.start_time is not None else 0.0
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
         chunks: list[tuple[float | None, np.ndarray]] = []
-        try:
-            for frame in container.decode(stream):
+        corrupt = 0
+        decoded = 0.0
+        first_error: str | None = None
+
+        def report(when: float | None, what: str) -> None:
+            nonlocal corrupt
+            corrupt += 1
+            if corrupt <= _LOGGED_CORRUPT_PACKETS:
+                at = f"{when - start_time:.3f}s" if when is not None else "an unknown time"
+                log.warning("%s: the audio packet at %s %s; the rest of the audio is kept", path, at, what)
+
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:  # the demuxer cannot read further: the stream ends here
+                log.warning("%s: reading the audio stopped at %.3fs (%s); keeping what was read", path, decoded, e)
+                first_error = first_error or str(e)
+                break
+            when = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+            try:
+                frames = packet.decode()  # the final empty packet flushes the decoder
+            except av.error.FFmpegError as e:
+                first_error = first_error or str(e)
+                report(when, f"is corrupt ({e}) and was skipped (silence there)")
+                continue
+            for frame in frames:
+                if frame.is_corrupt:
+                    report(when, "is incomplete; kept what the decoder made of it")
+                decoded += frame.samples / frame.sample_rate if frame.sample_rate else 0.0
                 t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
                 for out in resampler.resample(frame):
                     chunks.append((t, out.to_ndarray().reshape(-1)))
                     t = None  # further resampler outputs of the same frame follow contiguously
-            for out in resampler.resample(None):
-                chunks.append((None, out.to_ndarray().reshape(-1)))
-        except av.error.FFmpegError as e:
-            if not chunks:
-                raise MediaError(f"{path}: audio cannot be decoded ({e}); the file may be truncated or corrupt") from e
-            log.warning("%s: decoding stopped early (%s); keeping the %d chunks decoded so far", path, e, len(chunks))
+        for out in resampler.resample(None):
+            chunks.append((None, out.to_ndarray().reshape(-1)))
         duration = _stream_duration(stream)
+        declared = duration
+        if declared is None and container.duration is not None:
+            declared = container.duration / 1_000_000
+    if corrupt > _LOGGED_CORRUPT_PACKETS:
+        log.warning("%s: %d corrupt audio packets in all (the first %d are logged above)", path, corrupt, _LOGGED_CORRUPT_PACKETS)
     if not chunks:
-        raise MediaError(f"{path}: the audio stream holds no samples (truncated or empty file)")
+        why = f" ({first_error})" if first_error else ""
+        raise MediaError(f"{path}: audio cannot be decoded{why}: no packet of the audio stream decodes; the file is "
+                         "truncated or corrupt (check it with ffprobe, or re-download it)")
     audio = _place_on_timeline(chunks, start_time, sampling_rate)
     if duration is not None and duration > 0:
         audio = audio[: int(round(duration * sampling_rate))]
-    return audio.astype(np.float32, copy=False), start_time
+    result = DecodedAudio(audio.astype(np.float32, copy=False), start_time, corrupt, min(decoded, len(audio) / sampling_rate), declared)
+    share = result.decoded_share
+    if share is not None and share < min_decoded_share:
+        raise MediaError(
+            f"{path}: only {result.decoded_seconds:.2f}s of its {declared:.2f}s of audio decode ({share:.0%}, "
+            f"{corrupt} corrupt packet(s)); the file is truncated or corrupt: re-download it, or lower "
+            f"extract.min_decoded_share (now {min_decoded_share:g})"
+        )
+    return result
 
 
 def _place_on_timeline(chunks: list[tuple[float | None, np.ndarray]], start_time: float, rate: int) -> np.ndarray:
-    """Concatenate decoded chunks, honouring their timestamps (a jump > 1 frame inserts silence)."""
+    """Concatenate decoded chunks, honouring their timestamps.
+
+    A chunk whose timestamp is more than half a chunk away from where the previous one ended starts at its
+    timestamp (a skipped corrupt packet or a gap leaves silence, an overlap is overwritten); smaller differences
+    are the resampler's delay and are ignored.
+    """
     total = 0
     placed: list[tuple[int, np.ndarray]] = []
     cursor = 0
     for t, samples in chunks:
         if t is not None:
             at = int(round((t - start_time) * rate))
-            if abs(at - cursor) > len(samples):  # a real gap or jump, not resampler jitter
+            if abs(at - cursor) > len(samples) // 2:  # a real gap or jump, not resampler delay
                 cursor = max(at, 0)
         placed.append((cursor, samples))
         cursor += len(samples)

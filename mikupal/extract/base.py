@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
 from mikupal.media import MediaInfo
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A decoded audio track and what is known about the file.
+
+    Attributes:
+        audio: mono float32 samples at the requested rate, starting at the container start time.
+        info: the container's stream properties.
+        corrupt_packets: audio packets skipped (or kept incomplete) because they were corrupt.
+        decoded_share: share of the declared audio duration that decoded (``None``: no duration declared).
+    """
+
+    audio: np.ndarray
+    info: MediaInfo
+    corrupt_packets: int = 0
+    decoded_share: float | None = None
 
 
 class AudioExtractor(ABC):
@@ -19,10 +37,12 @@ class AudioExtractor(ABC):
         """Nothing to free by default."""
 
     @abstractmethod
-    def extract(self, path: str, sampling_rate: int) -> tuple[np.ndarray, MediaInfo]:
-        """Return ``(audio, info)``: mono float32 samples at ``sampling_rate`` starting at the container start time,
-        and the container's stream properties.
+    def extract(self, path: str, sampling_rate: int) -> Extracted:
+        """Decode ``path``'s first audio stream at ``sampling_rate`` and probe its streams.
+
+        Corrupt packets are skipped and counted (``Extracted.corrupt_packets``), not raised.
 
         Raises:
-            mikupal.media.MediaError: the file is missing, empty, truncated, not media, or has no audio stream.
+            mikupal.media.MediaError: the file is missing, empty, not media, has no audio stream, or too little of
+                its audio decodes.
         """

@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 class ExtractStage(Stage):
     """Decode each input video's audio to ``extract/audio/<video_id>.flac`` (16 kHz mono).
 
-    A file without a video stream is accepted as audio-only (``video: null``; the vision stages then skip it).
-    A missing, empty, truncated or non-media file, or one without an audio stream, is an item error with a message
-    that names the file and the fix.
+    A file without a video stream (an audio file: ``.wav``, ``.mp3``, ``.m4a`` ..., cover art does not count as
+    video) is accepted as audio-only (``video: null``; the vision stages then count ``faces.no_video``). Corrupt or
+    incomplete audio packets are skipped and counted as ``extract.corrupt_packets`` (see the backend). A missing,
+    empty or non-media file, one without an audio stream, or one of which too little decodes is an item error with
+    a message that names the file and the fix.
     """
 
     name = "extract"
@@ -33,7 +35,10 @@ class ExtractStage(Stage):
         self.rate = int(self.cfg.media.sampling_rate)
 
     def process(self, item: Video, ctx: StageContext) -> Sequence[Recording] | Drop:
-        audio, info = self.backend.extract(item.path, self.rate)
+        extracted = self.backend.extract(item.path, self.rate)
+        audio, info = extracted.audio, extracted.info
+        if extracted.corrupt_packets:
+            ctx.count("extract.corrupt_packets", extracted.corrupt_packets)
         if len(audio) == 0:
             raise MediaError(f"{item.source}: the audio stream decodes to zero samples")
         out = ctx.path(f"extract/audio/{item.video_id}.flac")

@@ -10,8 +10,8 @@ One JSON object per utterance, written by the ``faces`` stage and read by the ``
                  "detected": [true, ...], "mouth": [0.12, null, ...]}]}
 
 ``status`` is ``ok`` when frames were analysed (tracks may still be empty), else why not: ``no_video`` (audio-only
-source), ``video_missing`` (the source file is gone), ``decode_failed`` (the video stream cannot be decoded in the
-window; ``message`` says why), ``error`` (an unexpected failure, logged with its traceback). Frame ``k`` of a window
+source), ``video_missing`` (the source file is gone), ``video_ended`` (the video stream ends before the utterance
+starts), ``decode_failed`` (no frame of the window decodes; ``message`` says why), ``error`` (an unexpected failure, logged with its traceback). Frame ``k`` of a window
 is at ``start + k / fps`` seconds (source time line); boxes are in source-frame pixels; ``scene_cuts`` lists the
 frames that start a new shot; ``detector_frames`` counts the frames the detector ran on (``faces.detect_every``),
 ``capped_frames`` those of them with more than ``faces.max_faces`` faces.
@@ -29,7 +29,7 @@ import numpy as np
 from mikupal.faces.tracking import FaceTrack
 
 TRACKS_DIR = "faces/tracks"
-STATUSES = ("ok", "no_video", "video_missing", "decode_failed", "error")
+STATUSES = ("ok", "no_video", "video_missing", "video_ended", "decode_failed", "error")
 
 
 def tracks_path(utterance_id: str) -> str:

@@ -17,15 +17,20 @@ the ``asd`` stage reads. Per utterance:
 5. split at scene cuts (:mod:`mikupal.faces.scene`) and join detections into IoU tracks
    (:mod:`mikupal.faces.tracking`); boxes are stored in source-frame pixels.
 
-The vision half never costs an utterance its audio: an audio-only source (``faces.no_video``), a missing file
-(``faces.video_missing``), an undecodable window (``faces.decode_failed``) or any other failure (``faces.error``,
-logged with its traceback; re-raised when ``fail_fast=true``) gives an artifact without tracks, and the utterance
-passes on; ``asd`` then sets ``face: null`` and counts the reason.
+The vision half never costs an utterance its audio: an audio-only source (``faces.no_video``; cover art is not
+video), a missing file (``faces.video_missing``), an utterance after the end of the video stream
+(``faces.video_ended``), a window of which no frame decodes (``faces.decode_failed``) or any other failure
+(``faces.error``, logged with its traceback; re-raised when ``fail_fast=true``) gives an artifact without tracks,
+and the utterance passes on; ``asd`` then sets ``face: null`` and counts the reason. Corrupt video packets inside a
+window are skipped and counted (``faces.corrupt_packets``), the other frames are used; a window the video stream
+stops inside is analysed as far as it goes (``faces.video_ended_early``; ``asd`` judges the coverage). Frames are
+placed by timestamp, so variable-frame-rate video is analysed at the right times.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ from mikupal.faces.base import STAGE_KEYS, Detection, FaceDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker
-from mikupal.faces.video import AnalysisFrame, VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.faces.video import AnalysisFrame, DecodeStats, VideoDecodeError, analysis_size, read_window, video_info
 from mikupal.media import MediaError
 from mikupal.records import Utterance
 from mikupal.stage import Stage, StageContext, StopStage, write_atomic
@@ -129,8 +134,10 @@ class FacesStage(Stage):
         scene = SceneCutDetector(**self.scene_args) if self.scene_args else None
         state = _WindowState(tracker=tracker, scene=scene, scale=scale, size=size)
         batch: list[AnalysisFrame] = []
+        decode = DecodeStats()
         try:
-            for frame in read_window(path, item.start, item.end, self.fps, size=size, threads=self.decode_threads):
+            frames = read_window(path, item.start, item.end, self.fps, size=size, threads=self.decode_threads, stats=decode)
+            for frame in frames:
                 batch.append(frame)
                 if len(batch) == self.batch_size:
                     self._run_batch(batch, state)
@@ -139,8 +146,17 @@ class FacesStage(Stage):
                 self._run_batch(batch, state)
         except VideoDecodeError as e:
             log.warning("faces: %s: %s", item.id, e)
+            if decode.corrupt_packets:
+                ctx.count("faces.corrupt_packets", decode.corrupt_packets)
             return WindowTracks(status="decode_failed", message=str(e), **base)
+        if state.n_frames == 0 and info.duration is not None and item.start >= info.duration - 0.5 / self.fps:
+            message = f"{path}: the video stream ends at {info.duration:.2f}s, before this utterance ({item.start:.2f}s)"
+            log.info("faces: %s: %s", item.id, message)
+            return WindowTracks(status="video_ended", message=message, **base)
         tracks = tracker.finish()
+        expected = int(math.ceil((item.end - item.start) * self.fps - 1e-6))
+        if 0 < state.n_frames < expected and info.duration is not None and item.end > info.duration:
+            ctx.count("faces.video_ended_early")  # the tracks cover the frames there are; asd judges coverage
         ctx.count("faces.frames", state.n_frames)
         ctx.count("faces.detector_frames", state.detector_frames)
         ctx.count("faces.frames_with_face", state.frames_with_face)
@@ -151,6 +167,7 @@ class FacesStage(Stage):
             ("faces.tiny_faces", state.tiny),
             ("faces.short_tracks", tracker.discarded),
             ("faces.mesh_missed", state.mesh_missed),
+            ("faces.corrupt_packets", decode.corrupt_packets),
         ):
             if value:
                 ctx.count(key, value)

@@ -6,6 +6,11 @@ time ``start + k / fps``, the source frame whose timestamp is nearest (a 30 fps 
 every sixth frame; a 15 fps source repeats frames). Times are seconds on the audio's time line: the container start
 time is subtracted, as :func:`mikupal.media.decode_audio` does for audio, so video and audio times agree.
 Frames are converted to RGB and resized by FFmpeg's scaler in one step, only when used.
+
+Decoding is as forgiving as ``ffmpeg``'s: a packet the decoder rejects is skipped and counted
+(:class:`DecodeStats`), with a warning naming the file and the time, and the frames around it are used; a window
+fails only when none of its frames decode. Timestamps, not frame counts, place frames, so a variable-frame-rate
+(phone) video is analysed at the right times.
 """
 
 from __future__ import annotations
@@ -18,13 +23,30 @@ from pathlib import Path
 
 import numpy as np
 
-from mikupal.media import MediaError
+from mikupal.media import MediaError, first_video_stream
 
 log = logging.getLogger(__name__)
 
 
 class VideoDecodeError(MediaError):
     """The video stream of a file cannot be decoded in the requested window."""
+
+
+@dataclass
+class DecodeStats:
+    """What went wrong while decoding a window (filled in by :func:`read_window`).
+
+    Attributes:
+        corrupt_packets: video packets the decoder rejected (skipped; the nearest good frame stands in).
+        read_error: the demuxer's error when it could not read further (the window ends there), else ``None``.
+    """
+
+    corrupt_packets: int = 0
+    read_error: str | None = None
+
+
+#: Corrupt packets of one window logged one by one; the rest are summed up in one warning.
+_LOGGED_CORRUPT_PACKETS = 3
 
 
 @dataclass(frozen=True)
@@ -68,9 +90,9 @@ def video_info(path: str | Path) -> VideoInfo | None:
         raise MediaError(f"{path}: file not found")
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
+            vs = first_video_stream(container)
+            if vs is None:  # no video stream, or only cover art
                 return None
-            vs = container.streams.video[0]
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
             duration = float(vs.duration * vs.time_base) if vs.duration is not None and vs.time_base else None
             if duration is None and container.duration is not None:
@@ -101,6 +123,7 @@ def read_window(
     fps: float,
     size: tuple[int, int] | None = None,
     threads: bool = True,
+    stats: DecodeStats | None = None,
 ) -> Iterator[AnalysisFrame]:
     """Yield the frames of ``[start, end)`` (seconds) at ``fps`` analysis frames per second.
 
@@ -110,14 +133,15 @@ def read_window(
         fps: analysis rate.
         size: ``(width, height)`` of the yielded images (``None``: source size).
         threads: let FFmpeg decode with several threads.
+        stats: filled in with the corrupt packets skipped and a read error, if any.
 
     Yields:
         :class:`AnalysisFrame` objects in time order; fewer than ``ceil((end - start) * fps)`` when the video ends
         before ``end``.
 
     Raises:
-        VideoDecodeError: no video stream, or decoding fails before any frame of the window was produced (a failure
-            after that ends the window early, with a warning).
+        VideoDecodeError: no video stream, or packets of the window fail to decode and not one frame of it does
+            (corrupt packets among good ones are skipped and counted in ``stats``).
     """
     import av
 
@@ -131,10 +155,12 @@ def read_window(
     except (av.error.FFmpegError, OSError) as e:
         raise VideoDecodeError(f"{path}: cannot open ({e})") from e
     produced = 0
+    stats = stats if stats is not None else DecodeStats()
+    decoded = None
     try:
-        if not container.streams.video:
+        vs = first_video_stream(container)
+        if vs is None:
             raise VideoDecodeError(f"{path}: has no video stream")
-        vs = container.streams.video[0]
         if threads:
             vs.thread_type = "AUTO"
         tb = vs.time_base
@@ -159,33 +185,31 @@ def read_window(
         k = 0
         prev = None  # (frame, time)
         last_time = None
-        try:
-            for frame in container.decode(vs):
-                if frame.pts is not None:
-                    t = float(frame.pts * tb) - origin
-                else:  # no timestamp: assume a constant rate after the previous frame
-                    t = (last_time + 1.0 / rate) if last_time is not None else start
-                last_time = t
-                while k < n_targets and t >= target(k):
-                    tk = target(k)
-                    if prev is None:
-                        if t - tk > 0.5 / rate:  # the window starts before the stream's first frame: nothing shown
-                            k += 1
-                            continue
-                        use = (frame, t)
-                    else:  # the nearer of the previous and this frame
-                        use = prev if tk - prev[1] <= t - tk else (frame, t)
-                    yield AnalysisFrame(index=k, time=tk, source_time=use[1], image=image_of(use[0]))
-                    produced += 1
-                    k += 1
-                if k >= n_targets:
-                    break
-                prev = (frame, t)
-        except av.error.FFmpegError as e:
-            if produced == 0:
-                raise VideoDecodeError(f"{path}: video cannot be decoded at {start:.2f}s ({e})") from e
-            log.warning("%s: video decoding stopped at frame %d of the window %.2f-%.2fs (%s)", path, k, start, end, e)
-            return
+        decoded = _decode_forgiving(container, vs, path, stats)
+        for frame in decoded:
+            if frame.pts is not None:
+                t = float(frame.pts * tb) - origin
+            else:  # no timestamp: assume a constant rate after the previous frame
+                t = (last_time + 1.0 / rate) if last_time is not None else start
+            last_time = t
+            while k < n_targets and t >= target(k):
+                tk = target(k)
+                if prev is None:
+                    if t - tk > 0.5 / rate:  # the window starts before the stream's first frame: nothing shown
+                        k += 1
+                        continue
+                    use = (frame, t)
+                else:  # the nearer of the previous and this frame
+                    use = prev if tk - prev[1] <= t - tk else (frame, t)
+                yield AnalysisFrame(index=k, time=tk, source_time=use[1], image=image_of(use[0]))
+                produced += 1
+                k += 1
+            if k >= n_targets:
+                break
+            prev = (frame, t)
+        if produced == 0 and (stats.corrupt_packets or stats.read_error):
+            why = stats.read_error or f"{stats.corrupt_packets} corrupt packet(s)"
+            raise VideoDecodeError(f"{path}: video cannot be decoded at {start:.2f}-{end:.2f}s ({why})")
         # end of stream: the last frame stays on screen for one frame period
         if prev is not None:
             while k < n_targets and target(k) < prev[1] + 1.0 / rate - 1e-6:
@@ -193,4 +217,45 @@ def read_window(
                 produced += 1
                 k += 1
     finally:
+        if decoded is not None:
+            decoded.close()
         container.close()
+
+
+def _decode_forgiving(container, stream, path: str | Path, stats: DecodeStats) -> Iterator:
+    """Decoded frames of ``stream`` from the current position; corrupt packets are skipped and counted in ``stats``.
+
+    A read error of the demuxer ends the stream (recorded in ``stats.read_error``), as a truncated file does.
+    """
+    import av
+
+    origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+    packets = container.demux(stream)
+    logged = 0
+    try:
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as e:
+                log.warning("%s: reading the video stopped (%s); using the frames read so far", path, e)
+                stats.read_error = str(e)
+                return
+            try:
+                frames = packet.decode()  # the final empty packet flushes the decoder
+            except av.error.FFmpegError as e:
+                stats.corrupt_packets += 1
+                if logged < _LOGGED_CORRUPT_PACKETS:
+                    logged += 1
+                    at = (
+                        f"{float(packet.pts * packet.time_base) - origin:.3f}s"
+                        if packet.pts is not None and packet.time_base
+                        else "an unknown time"
+                    )
+                    log.warning("%s: the video packet at %s is corrupt (%s); skipped it", path, at, e)
+                continue
+            yield from frames
+    finally:
+        if stats.corrupt_packets > logged:
+            log.warning("%s: %d corrupt video packets skipped in all", path, stats.corrupt_packets)
