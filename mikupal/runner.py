@@ -69,25 +69,51 @@ class ConfigChangedError(ConfigError):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-def resolve_inputs(spec: str | Path, video_extensions: Iterable[str], list_extensions: Iterable[str]) -> list[Video]:
+def resolve_inputs(
+    spec: str | Path,
+    video_extensions: Iterable[str],
+    list_extensions: Iterable[str],
+    audio_extensions: Iterable[str] = (),
+) -> list[Video]:
     """Turn ``input=PATH`` into :class:`Video` items.
 
-    PATH is a media file, a directory (searched recursively for files with a video extension), or a text file
-    (by extension, e.g. ``.txt``/``.list``) listing one path per line (relative paths are relative to the list
-    file; blank lines and ``#`` comments are ignored). Listed paths are not checked here: a missing or unreadable
-    one becomes an item error of the ``extract`` stage, so the other inputs still complete.
+    PATH is a media file, a directory (searched recursively for files with a video or audio extension), or a text
+    file (by extension, e.g. ``.txt``/``.list``) listing one path per line (relative paths are relative to the list
+    file; blank lines and ``#`` comments are ignored). Audio files (``media.audio_extensions``) run the audio path
+    with ``face: null``. A directory scan logs the files it skipped and why, counted by extension (hidden files,
+    such as macOS ``._name.mp4`` companions, are skipped too). Listed paths are not checked here: a missing or
+    unreadable one becomes an item error of the ``extract`` stage, so the other inputs still complete.
 
     Raises:
         ConfigError: PATH itself does not exist.
     """
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ConfigError(f"input={spec}: no such file or directory (give a video file, a folder or a list file)")
-    video_ext = {e.lower() for e in video_extensions}
+        raise ConfigError(f"input={spec}: no such file or directory (give a media file, a folder or a list file)")
+    media_ext = {e.lower() for e in video_extensions} | {e.lower() for e in audio_extensions}
     if path.is_dir():
-        sources = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in video_ext)
+        sources = []
+        skipped = {
+            "hidden (name starts with a dot)": Counter(),
+            "not a video or audio extension (add it to media.video_extensions or media.audio_extensions)": Counter(),
+        }
+        hidden, other = skipped
+        for p in sorted(path.rglob("*")):
+            if not p.is_file():
+                continue
+            ext = p.suffix.lower() or "(no extension)"
+            if any(part.startswith(".") for part in p.relative_to(path).parts):
+                skipped[hidden][ext] += 1
+            elif p.suffix.lower() in media_ext:
+                sources.append(str(p))
+            else:
+                skipped[other][ext] += 1
+        for why, counts in skipped.items():
+            if counts:
+                by_ext = ", ".join(f"{n} {e}" for e, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+                log.warning("input=%s: skipped %d file(s), %s: %s", spec, sum(counts.values()), why, by_ext)
         if not sources:
-            log.warning("input=%s: no files with extensions %s found", spec, sorted(video_ext))
+            log.warning("input=%s: no files with extensions %s found", spec, sorted(media_ext))
     elif path.suffix.lower() in {e.lower() for e in list_extensions}:
         sources = []
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -265,7 +291,9 @@ class PipelineRunner:
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         media = self.cfg.media
-        videos = resolve_inputs(self.cfg.input, media.video_extensions, media.list_extensions)
+        videos = resolve_inputs(
+            self.cfg.input, media.video_extensions, media.list_extensions, media.get("audio_extensions", ())
+        )
         log.info("%d input video(s); run_dir=%s; shard %d/%d", len(videos), self.run_dir, self.rank, self.world_size)
         upstream_hash = _hash({"inputs": "v1"})
         recomputing = False  # once a stage is recomputed, every later stage is too

@@ -275,7 +275,10 @@ def input_video_paths(cfg: Any) -> dict[str, str]:
         from mikupal.runner import resolve_inputs
 
         media = cfg.media
-        return {v.video_id: v.path for v in resolve_inputs(cfg.input, media.video_extensions, media.list_extensions)}
+        videos = resolve_inputs(
+            cfg.input, media.video_extensions, media.list_extensions, media.get("audio_extensions", ())
+        )
+        return {v.video_id: v.path for v in videos}
     except Exception as e:  # noqa: BLE001 - fall back to each utterance's source path
         log.warning("faces: cannot list the run's inputs (%s); using each utterance's source path", e)
         return {}
