@@ -192,6 +192,7 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
         chunks: list[tuple[float | None, np.ndarray]] = []
         corrupt = 0
         decoded = 0.0
+        expected: float | None = None  # where the next frame should start if none is missing
         first_error: str | None = None
 
         def report(when: float | None, what: str) -> None:
@@ -199,7 +200,7 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
             corrupt += 1
             if corrupt <= _LOGGED_CORRUPT_PACKETS:
                 at = f"{when - start_time:.3f}s" if when is not None else "an unknown time"
-                log.warning("%s: the audio packet at %s %s; the rest of the audio is kept", path, at, what)
+                log.warning("%s: the audio packet at %s %s; the rest of the audio is used", path, at, what)
 
         packets = container.demux(stream)
         while True:
@@ -220,9 +221,17 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
                 continue
             for frame in frames:
                 if frame.is_corrupt:
-                    report(when, "is incomplete; kept what the decoder made of it")
-                decoded += frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+                    report(when, "is damaged or incomplete; the frame the decoder made of it is kept")
+                length = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+                decoded += length
                 t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                if t is not None and expected is not None and abs(t - expected) > 0.5 * length:
+                    # a gap (a skipped packet) or a jump: the resampler's buffered tail belongs before it, so flush
+                    # it there and restart at this frame's timestamp, keeping the audio after the gap in place
+                    for out in resampler.resample(None):
+                        chunks.append((None, out.to_ndarray().reshape(-1)))
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+                expected = t + length if t is not None else None
                 for out in resampler.resample(frame):
                     chunks.append((t, out.to_ndarray().reshape(-1)))
                     t = None  # further resampler outputs of the same frame follow contiguously
