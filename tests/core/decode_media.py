@@ -89,7 +89,7 @@ def encode(
         for start in range(0, len(samples), block):
             chunk = np.tile(samples[start : start + block].astype(np.float32), (channels, 1))
             if fmt_name.endswith("p"):  # planar
-                frame = av.AudioFrame.from_ndarray(chunk.astype(_dtype(fmt_name)), format=fmt_name, layout=layout)
+                frame = av.AudioFrame.from_ndarray(_convert(chunk, fmt_name), format=fmt_name, layout=layout)
             else:
                 data = chunk.T.reshape(1, -1)
                 frame = av.AudioFrame.from_ndarray(_convert(data, fmt_name), format=fmt_name, layout=layout)
