@@ -185,7 +185,9 @@ def read_window(
         k = 0
         prev = None  # (frame, time)
         last_time = None
-        decoded = _decode_forgiving(container, vs, path, stats)
+        # read at most 2 s of packets past the window (decoder delay is a few frames): a stream whose packets all
+        # fail must not be decoded to its end for every utterance
+        decoded = _decode_forgiving(container, vs, path, stats, stop_after=end + 2.0)
         for frame in decoded:
             if frame.pts is not None:
                 t = float(frame.pts * tb) - origin
@@ -222,10 +224,13 @@ def read_window(
         container.close()
 
 
-def _decode_forgiving(container, stream, path: str | Path, stats: DecodeStats) -> Iterator:
+def _decode_forgiving(
+    container, stream, path: str | Path, stats: DecodeStats, stop_after: float | None = None
+) -> Iterator:
     """Decoded frames of ``stream`` from the current position; corrupt packets are skipped and counted in ``stats``.
 
     A read error of the demuxer ends the stream (recorded in ``stats.read_error``), as a truncated file does.
+    Reading stops at the first packet later than ``stop_after`` (seconds, audio time line), if given.
     """
     import av
 
@@ -242,17 +247,16 @@ def _decode_forgiving(container, stream, path: str | Path, stats: DecodeStats) -
                 log.warning("%s: reading the video stopped (%s); using the frames read so far", path, e)
                 stats.read_error = str(e)
                 return
+            when = float(packet.pts * packet.time_base) - origin if packet.pts is not None and packet.time_base else None
+            if stop_after is not None and when is not None and when > stop_after:
+                return
             try:
                 frames = packet.decode()  # the final empty packet flushes the decoder
             except av.error.FFmpegError as e:
                 stats.corrupt_packets += 1
                 if logged < _LOGGED_CORRUPT_PACKETS:
                     logged += 1
-                    at = (
-                        f"{float(packet.pts * packet.time_base) - origin:.3f}s"
-                        if packet.pts is not None and packet.time_base
-                        else "an unknown time"
-                    )
+                    at = f"{when:.3f}s" if when is not None else "an unknown time"
                     log.warning("%s: the video packet at %s is corrupt (%s); skipped it", path, at, e)
                 continue
             yield from frames
