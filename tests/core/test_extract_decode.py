@@ -156,3 +156,28 @@ def test_extract_stage_counts_corrupt_packets_and_keeps_the_file(ac3_video, tmp_
     recordings = [json.loads(line) for p in (run / "extract").glob("part-*.jsonl") if p.name.count(".") == 1
                   for line in p.read_text().splitlines() if line.strip()]
     assert len(recordings) == 1 and abs(recordings[0]["duration"] - len(_reference(ac3_video)) / SR) < 0.002
+
+
+def test_aac_in_mp4_cut_and_damaged_like_a_real_download(tmp_path, speech, caplog):
+    """AAC (what most downloads carry): a packet cut short or wiped is rejected by the decoder, skipped, counted."""
+    frame = np.full((96, 128, 3), 90, np.uint8)
+    src = encode(tmp_path / "aac.mp4", speech, SR, fmt="mp4", codec="aac", layout="mono", frames=lambda i: frame,
+                 fps=10, options={"movflags": "faststart"})
+    full = _reference(src)
+    cut = tmp_path / "aac_cut.mp4"
+    truncate_in_last_audio_packet(src, cut)
+    result = decode_audio_report(cut, SR, min_decoded_share=0.5)
+    assert result.corrupt_packets == 1 and len(result.audio) >= len(full) - 0.07 * SR
+    n = len(result.audio) - int(0.07 * SR)
+    assert np.abs(result.audio[:n] - full[:n]).max() < 1e-4
+    audio_packets = [p for p in packets(src) if p.kind == "audio"]
+    bad = audio_packets[len(audio_packets) // 2]
+    damaged = tmp_path / "aac_bad.mp4"
+    zero_packets(src, damaged, [bad])
+    with caplog.at_level(logging.WARNING, logger="mikupal.media"):
+        result = decode_audio_report(damaged, SR, min_decoded_share=0.9)
+    assert result.corrupt_packets == 1 and abs(len(result.audio) - len(full)) <= 1
+    assert any(str(damaged) in r.getMessage() and f"{bad.time:.2f}" in r.getMessage() for r in caplog.records)
+    after = slice(int((bad.time + 0.2) * SR), len(full) - int(0.05 * SR))
+    lag, corr = _best_lag(result.audio[after], full[after])
+    assert lag == 0 and corr > 0.99
