@@ -147,14 +147,20 @@ class DecodedAudio:
 
 #: Corrupt packets of one file logged one by one; the rest are summed up in one warning.
 _LOGGED_CORRUPT_PACKETS = 5
+#: Decoded audio longer than the stream's stated duration by at most this (seconds) is codec padding and is trimmed;
+#: a longer excess means the duration was estimated (raw streams: "estimating duration from bitrate") and is kept.
+_MAX_PADDING = 0.25
 
 
-def decode_audio(path: str | Path, sampling_rate: int = 16000, min_decoded_share: float = 0.0) -> tuple[np.ndarray, float]:
+def decode_audio(
+    path: str | Path, sampling_rate: int = 16000, min_decoded_share: float = 0.0
+) -> tuple[np.ndarray, float]:
     """Decode the first audio stream to mono float32 at ``sampling_rate``.
 
     Samples are placed on the container's time line using the frames' timestamps (gaps are filled with silence,
     overlaps overwritten), starting at the container start time, and the result is trimmed to the audio stream's
-    stated duration when the container gives one (removing AAC priming/padding excess). Corrupt or incomplete
+    stated duration when the container gives one (removing AAC priming/padding excess, at most 0.25 s; a stated
+    duration that much shorter than the audio was an estimate, and is ignored). Corrupt or incomplete
     packets are skipped with a warning, as ``ffmpeg`` does (see :func:`decode_audio_report`).
 
     Returns:
@@ -193,6 +199,7 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
         corrupt = 0
         decoded = 0.0
         expected: float | None = None  # where the next frame should start if none is missing
+        last_shape: tuple | None = None  # sample format, channel layout and rate of the previous frame
         first_error: str | None = None
 
         def report(when: float | None, what: str) -> None:
@@ -225,13 +232,17 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
                 length = frame.samples / frame.sample_rate if frame.sample_rate else 0.0
                 decoded += length
                 t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-                if t is not None and expected is not None and abs(t - expected) > 0.5 * length:
-                    # a gap (a skipped packet) or a jump: the resampler's buffered tail belongs before it, so flush
-                    # it there and restart at this frame's timestamp, keeping the audio after the gap in place
+                shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+                jump = t is not None and expected is not None and abs(t - expected) > 0.5 * length
+                if jump or (last_shape is not None and shape != last_shape):
+                    # A gap (a skipped packet) or a jump: the resampler's buffered tail belongs before it, so flush
+                    # it there and restart at this frame's timestamp, keeping the audio after the gap in place.
+                    # A change of channels or rate (broadcast AC3 switching 5.1/stereo) needs a new resampler too.
                     for out in resampler.resample(None):
                         chunks.append((None, out.to_ndarray().reshape(-1)))
                     resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
                 expected = t + length if t is not None else None
+                last_shape = shape
                 for out in resampler.resample(frame):
                     chunks.append((t, out.to_ndarray().reshape(-1)))
                     t = None  # further resampler outputs of the same frame follow contiguously
@@ -242,15 +253,17 @@ def decode_audio_report(path: str | Path, sampling_rate: int = 16000, min_decode
         if declared is None and container.duration is not None:
             declared = container.duration / 1_000_000
     if corrupt > _LOGGED_CORRUPT_PACKETS:
-        log.warning("%s: %d corrupt audio packets in all (the first %d are logged above)", path, corrupt, _LOGGED_CORRUPT_PACKETS)
+        log.warning("%s: %d corrupt audio packets in all (the first %d are logged above)", path, corrupt,
+                    _LOGGED_CORRUPT_PACKETS)
     if not chunks:
         why = f" ({first_error})" if first_error else ""
         raise MediaError(f"{path}: audio cannot be decoded{why}: no packet of the audio stream decodes; the file is "
                          "truncated or corrupt (check it with ffprobe, or re-download it)")
     audio = _place_on_timeline(chunks, start_time, sampling_rate)
-    if duration is not None and duration > 0:
-        audio = audio[: int(round(duration * sampling_rate))]
-    result = DecodedAudio(audio.astype(np.float32, copy=False), start_time, corrupt, min(decoded, len(audio) / sampling_rate), declared)
+    if duration is not None and 0 < duration and len(audio) / sampling_rate - duration <= _MAX_PADDING:
+        audio = audio[: int(round(duration * sampling_rate))]  # codec padding; a longer excess: the duration was a guess
+    decoded = min(decoded, len(audio) / sampling_rate)
+    result = DecodedAudio(audio.astype(np.float32, copy=False), start_time, corrupt, decoded, declared)
     share = result.decoded_share
     if share is not None and share < min_decoded_share:
         raise MediaError(

@@ -11,10 +11,11 @@ One JSON object per utterance, written by the ``faces`` stage and read by the ``
 
 ``status`` is ``ok`` when frames were analysed (tracks may still be empty), else why not: ``no_video`` (audio-only
 source), ``video_missing`` (the source file is gone), ``video_ended`` (the video stream ends before the utterance
-starts), ``decode_failed`` (no frame of the window decodes; ``message`` says why), ``error`` (an unexpected failure, logged with its traceback). Frame ``k`` of a window
-is at ``start + k / fps`` seconds (source time line); boxes are in source-frame pixels; ``scene_cuts`` lists the
-frames that start a new shot; ``detector_frames`` counts the frames the detector ran on (``faces.detect_every``),
-``capped_frames`` those of them with more than ``faces.max_faces`` faces.
+starts), ``decode_failed`` (no frame of the window decodes; ``message`` says why), ``error`` (an unexpected
+failure, logged with its traceback). Frame ``k`` of a window is at ``start + k / fps`` seconds (source time line);
+boxes are in source-frame pixels; ``scene_cuts`` lists the frames that start a new shot; ``detector_frames`` counts
+the frames the detector ran on (``faces.detect_every``), ``capped_frames`` those of them with more than
+``faces.max_faces`` faces.
 """
 
 from __future__ import annotations

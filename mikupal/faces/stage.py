@@ -136,7 +136,9 @@ class FacesStage(Stage):
         batch: list[AnalysisFrame] = []
         decode = DecodeStats()
         try:
-            frames = read_window(path, item.start, item.end, self.fps, size=size, threads=self.decode_threads, stats=decode)
+            frames = read_window(
+                path, item.start, item.end, self.fps, size=size, threads=self.decode_threads, stats=decode
+            )
             for frame in frames:
                 batch.append(frame)
                 if len(batch) == self.batch_size:
@@ -150,7 +152,9 @@ class FacesStage(Stage):
                 ctx.count("faces.corrupt_packets", decode.corrupt_packets)
             return WindowTracks(status="decode_failed", message=str(e), **base)
         if state.n_frames == 0 and info.duration is not None and item.start >= info.duration - 0.5 / self.fps:
-            message = f"{path}: the video stream ends at {info.duration:.2f}s, before this utterance ({item.start:.2f}s)"
+            message = (
+                f"{path}: the video stream ends at {info.duration:.2f}s, before this utterance ({item.start:.2f}s)"
+            )
             log.info("faces: %s: %s", item.id, message)
             return WindowTracks(status="video_ended", message=message, **base)
         tracks = tracker.finish()

@@ -247,7 +247,9 @@ def _decode_forgiving(
                 log.warning("%s: reading the video stopped (%s); using the frames read so far", path, e)
                 stats.read_error = str(e)
                 return
-            when = float(packet.pts * packet.time_base) - origin if packet.pts is not None and packet.time_base else None
+            when = None
+            if packet.pts is not None and packet.time_base:
+                when = float(packet.pts * packet.time_base) - origin
             if stop_after is not None and when is not None and when > stop_after:
                 return
             try:

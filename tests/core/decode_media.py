@@ -104,9 +104,7 @@ def encode(
 
 
 def _dtype(fmt_name: str):
-    return {"flt": np.float32, "fltp": np.float32, "s16": np.int16, "s16p": np.int16, "s32": np.int32, "s32p": np.int32}[
-        fmt_name
-    ]
+    return {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt_name.rstrip("p")]
 
 
 def _convert(data: np.ndarray, fmt_name: str) -> np.ndarray:

@@ -42,7 +42,10 @@ def speech(librivox) -> np.ndarray:
 @pytest.fixture(scope="module")
 def audio_files(tmp_path_factory, speech) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("audio_files")
-    out = {name: encode(root / name, speech, SR, fmt=f, codec=c, rate=r, layout=lay) for name, (f, c, r, lay) in FORMATS.items()}
+    out = {
+        name: encode(root / name, speech, SR, fmt=f, codec=c, rate=r, layout=lay)
+        for name, (f, c, r, lay) in FORMATS.items()
+    }
     cover = face_photo()[::4, ::4].copy()  # a face on the cover must not become a "speaker"
     out["cover.mp3"] = encode(root / "cover.mp3", speech, SR, fmt="mp3", codec="libmp3lame", rate=44100, layout="mono",
                               cover=cover)
@@ -94,9 +97,9 @@ def test_folder_scan_takes_audio_files_and_says_what_it_skipped(tmp_path, audio_
 
 
 def test_audio_files_run_the_audio_path_and_the_annotator_with_audio_and_text(tmp_path, audio_files, speech):
-    """extract → vad → asr → faces → asd → annotate (Gemini stub) → filter on an .m4a, an .mp3 with a face on its
-    cover, and a video beside them: the audio files' utterances get text, face null, and an annotation made from
-    their audio; nothing is an error."""
+    """extract → vad → asr → faces → asd → annotate (Gemini stub) → filter on an .m4a, an .mp3 with a face on
+    its cover, and a video beside them: the audio files' utterances get text, face null, and an annotation made
+    from their audio; nothing is an error."""
     from mikupal.annotate.testing import GeminiStub
 
     folder = tmp_path / "in"

@@ -84,7 +84,7 @@ def test_a_file_cut_inside_its_last_audio_packet_decodes_in_full(ac3_video, tmp_
 def test_a_corrupt_packet_is_counted_and_the_rest_stays_in_place(ac3_video, tmp_path, caplog, where, damage):
     """A damaged payload is concealed by the decoder; a wiped packet (MP4) is rejected and skipped."""
     if damage == "whole" and ac3_video.suffix == ".mkv":
-        pytest.skip("in Matroska a wiped block loses the demuxer to the next cluster (ffmpeg's too): not a packet error")
+        pytest.skip("in Matroska a wiped block loses the demuxer to the next cluster (as ffmpeg's): no packet error")
     audio_packets = [p for p in packets(ac3_video) if p.kind == "audio"]
     bad = audio_packets[0] if where == "first" else audio_packets[len(audio_packets) // 2]
     damaged = tmp_path / f"damaged{ac3_video.suffix}"
@@ -181,3 +181,22 @@ def test_aac_in_mp4_cut_and_damaged_like_a_real_download(tmp_path, speech, caplo
     after = slice(int((bad.time + 0.2) * SR), len(full) - int(0.05 * SR))
     lag, corr = _best_lag(result.audio[after], full[after])
     assert lag == 0 and corr > 0.99
+
+
+def test_a_change_of_channels_and_rate_mid_stream(tmp_path, speech):
+    """Broadcast AC3 switches between layouts: two raw AC3 streams (stereo 48 kHz, then mono 44.1 kHz) joined
+    byte-wise decode to both halves, in order (ffmpeg: the same length), with the bitrate-estimated duration not
+    taken for the real one."""
+    half = len(speech) // 2
+    first = encode(tmp_path / "a.ac3", speech[:half], SR, fmt="ac3", codec="ac3", rate=48000, layout="stereo")
+    second = encode(tmp_path / "b.ac3", speech[half:], SR, fmt="ac3", codec="ac3", rate=44100, layout="mono")
+    joined = tmp_path / "joined.ac3"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    result = decode_audio_report(joined, SR)
+    assert result.corrupt_packets == 0
+    assert abs(len(result.audio) - len(speech)) < 0.1 * SR
+    a, b = _reference(first), _reference(second)
+    lag, corr = _best_lag(result.audio[: len(a)], a)
+    assert lag == 0 and corr > 0.99
+    tail = result.audio[len(result.audio) - len(b) :]
+    assert _best_lag(tail, b)[1] > 0.95

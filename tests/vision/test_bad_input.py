@@ -143,7 +143,7 @@ def test_missing_faces_artifact(tmp_path, speech):
     assert out.face is None and ctx.take_counts() == {"asd.no_face.missing_tracks": 1}
 
 
-# ---------------------------------------------------------------------------------------------------- real-world bad input
+# ------------------------------------------------------------------------------------------- real-world bad input
 # A face on screen for only part of an utterance, a face too small, a video stream shorter than the audio, a
 # variable-frame-rate phone video, corrupt video packets: each gives a counted reason (or is handled), never a crash,
 # and the utterance keeps its audio.
