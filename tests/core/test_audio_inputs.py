@@ -22,12 +22,13 @@ from mikupal.testing.config import compose_pipeline
 from mikupal.testing.media import concat_with_silences, face_photo, write_video
 
 SR = 16000
-#: name -> (container, codec, rate, layout); every extension of media.audio_extensions the issue names
+#: name -> (container, codec, rate, layout): every extension of media.audio_extensions
 FORMATS = {
     "speech.wav": ("wav", "pcm_s16le", 16000, "mono"),
     "speech.flac": ("flac", "flac", 44100, "stereo"),
     "speech.mp3": ("mp3", "libmp3lame", 44100, "mono"),
     "speech.m4a": ("ipod", "aac", 44100, "mono"),
+    "speech.aac": ("adts", "aac", 44100, "mono"),
     "speech.ogg": ("ogg", "libopus", 48000, "stereo"),
     "speech.opus": ("opus", "libopus", 48000, "mono"),
 }
@@ -61,8 +62,9 @@ def test_each_audio_format_extracts_as_audio_only(audio_files, speech, name):
     assert video_info(audio_files[name]) is None  # cover art is not video
     assert abs(len(extracted.audio) - len(speech)) < 0.08 * SR
     n = min(len(speech), len(extracted.audio))
-    # the right signal, in place (lossy codecs: correlation, not equality; MP3/Opus may delay by a few ms)
-    lags = range(-160, 161, 4)
+    # the right signal, in place (lossy codecs: correlation, not equality; raw ADTS AAC cannot signal its 48 ms of
+    # encoder priming, so it comes out that much late, as from ffmpeg)
+    lags = range(-160, 161, 4) if name != "speech.aac" else range(0, 1000, 2)
     best = max(float(np.corrcoef(np.roll(extracted.audio[:n], -lag), speech[:n])[0, 1]) for lag in lags)
     assert best > 0.9
 
