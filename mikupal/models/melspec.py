@@ -14,6 +14,8 @@ JIT-compiles through numba for several seconds to half a minute):
   ``2 / (right edge - left edge)`` in Hz (Slaney's area normalisation);
 * :func:`power_to_db`: ``10 log10(max(S, 1e-10))`` relative to the maximum, floored 80 dB below it.
 
+:func:`level_dbfs` (the RMS level both stages use to recognise silent input) lives here too.
+
 ``tests/quality/test_melspec.py`` checks both configurations against librosa to about 1e-6 when librosa is installed.
 """
 
@@ -85,3 +87,9 @@ def power_to_db(power: np.ndarray, top_db: float = 80.0, amin: float = 1e-10) ->
     db = 10.0 * np.log10(np.maximum(power, amin))
     ref = 10.0 * np.log10(max(float(np.max(power)) if power.size else amin, amin))
     return np.maximum(db - ref, -top_db)
+
+
+def level_dbfs(audio: np.ndarray) -> float:
+    """RMS level of a clip in dB relative to full scale (-inf for digital silence or an empty clip)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
+    return 20.0 * float(np.log10(rms)) if rms > 0 else float("-inf")
