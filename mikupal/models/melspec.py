@@ -67,7 +67,8 @@ def mel_power_spectrogram(
 ) -> np.ndarray:
     """Mel power spectrogram, shape ``(frames, n_mels)`` (time first), float64.
 
-    ``frames = 1 + len(audio) // hop_length`` (centred frames, see the module docstring).
+    ``frames = 1 + (len(audio) + 2 * (n_fft // 2) - n_fft) // hop_length`` (centred frames, see the module
+    docstring; ``1 + len(audio) // hop_length`` for an even ``n_fft``).
     """
     y = np.asarray(audio, dtype=np.float64)
     if y.ndim != 1:
