@@ -32,7 +32,7 @@ def test_reproduces_speechmos_on_its_own_windows(dnsmos, librivox, music_audio):
 
     from mikupal.testing.audio_eval import mix_music
 
-    long = np.concatenate([c.audio for c in librivox])  # 24.7 s: 15 overlapping windows, 7 dropped by the reference
+    long = np.concatenate([c.audio for c in librivox])  # 24.7 s: the reference keeps 7 of its 15 windows
     for audio in (librivox[1].audio, mix_music(librivox[0].audio, music_audio, 3.0), long):
         ref = reference.run(audio, RATE)
         ours = dnsmos.score_windows(reference_windows(audio)).mean(axis=0)
