@@ -62,3 +62,33 @@ def test_clustering_purity_on_a_file_of_real_voices(tmp_path, voices):
     assert summary["counters"].get("speakers.skipped.too_short", 0) == skipped <= 3  # short ALSA clips, counted
     assert all(u["quality"] is not None for u in utterances)
     assert np.mean([u["quality"]["dnsmos_ovrl"] for u in utterances]) > 2.7
+
+
+def test_a_resumed_video_keeps_its_speaker_ids(tmp_path, voices):
+    """Utterances finished before a kill and those done after it are clustered together: same ids as one run."""
+    from mikupal.media import write_audio
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.media import concat_with_silences
+    from mikupal.testing.voices import interleave
+
+    clips = interleave([c for c in voices if c.speaker != "alsa"])[:6]
+    audio, _ = concat_with_silences([c.audio for c in clips], gap=1.2)
+    source = tmp_path / "two.wav"
+    write_audio(source, audio)
+    run = tmp_path / "run"
+    overrides = [f"input={source}", f"run_dir={run}", "stages=[extract,separate,vad,speakers]", "separate=passthrough",
+                 "fail_fast=true"]
+    run_pipeline(compose_pipeline(*overrides))
+    first = (run / "utterances.jsonl").read_text()
+    assert len({json.loads(line)["speaker"]["id"] for line in first.splitlines()}) == 2
+    # as if killed after three utterances: the rest is redone, against the cached embeddings of the first three
+    done = run / "speakers" / "part-00000-of-00001.done.jsonl"
+    done.write_text("".join(done.read_text().splitlines(keepends=True)[:3]))
+    for line in first.splitlines()[3:]:
+        (run / "speakers" / "embeddings" / f"{json.loads(line)['id']}.npz").unlink()
+    (run / "utterances.jsonl").unlink()
+    for marker in run.glob("_SHARD_DONE.*"):
+        marker.unlink()
+    summary = run_pipeline(compose_pipeline(*overrides))
+    assert summary["counters"]["speakers.embedded"] == 6
+    assert (run / "utterances.jsonl").read_text() == first
