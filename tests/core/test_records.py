@@ -6,7 +6,9 @@ import pytest
 
 from mikupal.ids import shard_of, slugify, utterance_id, video_id
 from mikupal.manifest import ManifestError, ManifestWriter, iter_jsonl, read_manifest
-from mikupal.records import Emotion, Face, ItemError, Recording, RecordError, Utterance, Video, VideoStream, Word
+from mikupal.records import (
+    Emotion, Face, ItemError, Quality, Recording, RecordError, Speaker, Utterance, Video, VideoStream, Word,
+)
 
 
 def _utterance(**kw) -> Utterance:
@@ -35,6 +37,10 @@ def _utterance(**kw) -> Utterance:
         Recording("a-1", "a.wav", "extract/audio/a-1.flac", 16000, 12.5, None, "raw"),
         _utterance(),
         _utterance(words=None, face=None, emotion=None, text=None, language=None),
+        _utterance(
+            speaker=Speaker("clip-0123abcd-spk1", 0.87, 1),
+            quality=Quality(dnsmos_sig=3.5, dnsmos_bak=3.9, dnsmos_ovrl=3.1, dnsmos_p808=3.6, dnsmos_windows=1),
+        ),
         ItemError("extract", "a-1", "MediaError", "a.mp4: file is empty", "a.mp4"),
     ],
 )
@@ -45,8 +51,12 @@ def test_records_round_trip_through_json(record):
 
 def test_utterance_json_has_every_contract_field_even_when_null():
     d = _utterance(words=None, face=None, emotion=None).to_dict()
-    assert list(d) == ["id", "video_id", "source", "start", "end", "audio", "text", "language", "words", "face", "emotion"]
+    assert list(d) == [
+        "id", "video_id", "source", "start", "end", "audio", "text", "language", "words", "face", "emotion", "speaker",
+        "quality",
+    ]
     assert d["face"] is None and d["emotion"] is None and d["words"] is None
+    assert d["speaker"] is None and d["quality"] is None
     assert set(_utterance().to_dict()["emotion"]) == {
         "label", "intensity", "rationale", "scores", "votes", "annotator", "prompt_version"
     }
@@ -57,8 +67,8 @@ def test_from_dict_rejects_missing_and_unknown_keys():
     del d["face"]
     with pytest.raises(RecordError, match="missing keys \\['face'\\]"):
         Utterance.from_dict(d)
-    d = _utterance().to_dict() | {"speaker": "A"}
-    with pytest.raises(RecordError, match="unknown keys \\['speaker'\\]"):
+    d = _utterance().to_dict() | {"mood": "A"}
+    with pytest.raises(RecordError, match="unknown keys \\['mood'\\]"):
         Utterance.from_dict(d)
 
 

@@ -1,0 +1,1 @@
+"""The ``quality`` stage: non-intrusive speech-quality scores (DNSMOS) for every utterance."""
