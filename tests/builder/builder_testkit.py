@@ -79,6 +79,7 @@ def make_utterance(
     annotator: str = "fusion-v1",
     prompt_version: str | None = "v1",
     start: float | None = None,
+    confidence: float | None = None,
 ) -> Utterance:
     """An utterance record whose times, words and face are consistent."""
     uid = utterance_id(video, index)
@@ -98,6 +99,7 @@ def make_utterance(
             votes=[label, label, label],
             annotator=annotator,
             prompt_version=prompt_version,
+            confidence=confidence,
         )
     return Utterance(
         id=uid,

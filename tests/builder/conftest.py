@@ -50,8 +50,9 @@ def make_run_dir(tmp_path: Path, face_clip_bytes: bytes) -> Callable[..., RunDir
 
     Keyword arguments: ``videos`` (count or list of video ids), ``per_video``, ``seconds`` (a float, or a function
     of the running utterance number), ``label`` (a label or a function of the running number), ``asd_score``,
-    ``annotator``, ``prompt_version``, ``extras`` (a function of the running number and the utterance giving
-    fields to add to its line, e.g. ``speaker`` and ``quality``). Utterances with a face get their face clip.
+    ``annotator``, ``prompt_version``, ``confidence`` (a value or a function of the running number), ``extras``
+    (a function of the running number and the utterance giving fields to add to its line, e.g. ``speaker`` and
+    ``quality``). Utterances with a face get their face clip.
     """
 
     def factory(
@@ -66,6 +67,7 @@ def make_run_dir(tmp_path: Path, face_clip_bytes: bytes) -> Callable[..., RunDir
         prompt_version: str | None = "v1",
         stage_json: bool = True,
         extras: Callable[[int, Any], dict] | None = None,
+        confidence: float | None | Callable[[int], float | None] = None,
     ) -> RunDir:
         run = RunDir(tmp_path / name, face_clip=face_clip_bytes)
         run.path.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def make_run_dir(tmp_path: Path, face_clip_bytes: bytes) -> Callable[..., RunDir
                 lab = label(n) if callable(label) else label
                 utt = make_utterance(
                     video, i, label=lab, seconds=secs, asd_score=asd_score, annotator=annotator,
-                    prompt_version=prompt_version,
+                    prompt_version=prompt_version, confidence=confidence(n) if callable(confidence) else confidence,
                 )
                 write_audio(run.path / utt.audio, secs, freq=200.0 + 40 * (n % 10), seed=n)
                 run.append(utt, **(extras(n, utt) if extras is not None else {}))
