@@ -209,3 +209,10 @@ def test_calm_read_speech_gets_a_low_confidence(fusion):
         confidences.append(emotion.confidence)
     # measured: 0.25-0.35 (mean 0.29), against a mean of 0.45 on MELD dev transcripts
     assert max(confidences) < 0.4 and np.mean(confidences) < 0.33
+
+
+def test_changed_settings_warn_that_the_calibration_needs_a_refit(caplog):
+    changed = FusionAnnotator.from_config({"neutral_margin": 0.2})
+    with caplog.at_level("WARNING", logger="mikupal.annotate.fusion"):
+        changed.confidence(np.array([0.6, 0.4] + [0.0] * 5), 0, MELD)
+    assert "neutral_margin" in caplog.text and "scripts/calibrate_fusion.py" in caplog.text
