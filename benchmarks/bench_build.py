@@ -80,7 +80,8 @@ def generate_run(run_dir: Path, n: int, seed: int = 0) -> None:
                 audio=f"audio/{uid}.flac", text="well I did not expect that to happen today at all", language="en",
                 words=[Word(w, start + 0.2 * k, start + 0.2 * k + 0.15, 0.9) for k, w in
                        enumerate("well I did not expect that to happen today at all".split())],
-                face=Face(track_id=0, box=[100.0, 80.0, 260.0, 260.0], asd_score=0.8, clip=f"faces/{uid}.mp4"),
+                # no face clip file is written (the benchmark measures the audio path), so none is named
+                face=Face(track_id=0, box=[100.0, 80.0, 260.0, 260.0], asd_score=0.8, clip=None),
                 emotion=Emotion(label=label, intensity=0.6, rationale="Raised pitch and a wide smile while laughing.",
                                 scores=None, votes=[label] * 3, annotator="gemini-2.0-flash", prompt_version="v1"),
             )

@@ -7,7 +7,8 @@ The template is a complete document. Generated parts sit between HTML-comment ma
     <!-- mikupal-build:end NAME -->
 
 Blocks: ``categories`` (the label set's table, rendered from ``conf/labels/<set>.yaml``), ``statistics``
-(utterances and hours per split and emotion, duration histogram, annotators and prompt versions, lines left out)
+(utterances and hours per split and emotion, duration histogram, statistics per speaker, DNSMOS quality and label
+confidence histograms, annotators and prompt versions, lines left out)
 and ``pipeline`` (build settings and each run directory's stage configuration from ``<stage>/stage.json``).
 The YAML header keeps the template's static metadata (licence, task categories, tags), takes the overrides in
 ``card.metadata``, and gets ``configs``, ``dataset_info``, ``language`` and ``size_categories`` from the data, in
@@ -75,6 +76,9 @@ class CardOptions:
         duration_bins: edges of the duration histogram in seconds; the last bin is open-ended.
         plot_file: file name of the emotion-distribution plot, written next to README.md.
         problems_listed: how many offending lines per reason the card lists.
+        quality_bins: edges of the DNSMOS histograms (MOS 1..5); the last bin is open-ended.
+        confidence_bins: edges of the label-confidence histogram (0..1); the last bin is open-ended.
+        speakers_listed: how many speakers (most utterances first) the per-speaker table lists.
     """
 
     template: str | None = None
@@ -82,12 +86,16 @@ class CardOptions:
     duration_bins: Sequence[float] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 30.0)
     plot_file: str = "emotion_distribution.png"
     problems_listed: int = 5
+    quality_bins: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5)
+    confidence_bins: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8)
+    speakers_listed: int = 20
 
     def __post_init__(self) -> None:
-        bins = [float(b) for b in self.duration_bins]
-        if len(bins) < 2 or any(b2 <= b1 for b1, b2 in zip(bins, bins[1:])):
-            raise BuildError(f"card.duration_bins must be at least 2 increasing edges, got {list(self.duration_bins)}")
-        self.duration_bins = bins
+        for name in ("duration_bins", "quality_bins", "confidence_bins"):
+            bins = [float(b) for b in getattr(self, name)]
+            if len(bins) < 2 or any(b2 <= b1 for b1, b2 in zip(bins, bins[1:])):
+                raise BuildError(f"card.{name} must be at least 2 increasing edges, got {list(getattr(self, name))}")
+            setattr(self, name, bins)
         self.metadata = dict(self.metadata or {})
 
     def template_path(self) -> Path:
@@ -280,6 +288,7 @@ def render_statistics(report: ScanReport, options: CardOptions, split_rows: Mapp
             [[label, f"{n:,}", _share(n, total), "█" * round(20 * n / peak) if peak else ""] for label, n in hist],
         )
     )
+    parts += ["", *render_speakers(report, options), "", *render_quality(report, options)]
     parts += [
         "",
         "### Annotators and prompt versions",
@@ -320,6 +329,72 @@ def render_statistics(report: ScanReport, options: CardOptions, split_rows: Mapp
         if listed:
             parts += ["", f"First bad lines (at most {options.problems_listed} per reason):", ""] + listed
     return "\n".join(parts)
+
+
+def _histogram_table(values: Sequence[float], edges: Sequence[float], header: str, total: int) -> str:
+    hist = duration_histogram(values, edges)
+    peak = max((n for _, n in hist), default=0)
+    return _table([header, "Utterances", "Share", ""],
+                  [[label, f"{n:,}", _share(n, total), "█" * round(20 * n / peak) if peak else ""]
+                   for label, n in hist])
+
+
+def render_speakers(report: ScanReport, options: CardOptions) -> list[str]:
+    """The *Speakers* section: how many, utterances and hours per speaker, splits, mean DNSMOS OVRL."""
+    st = report.stats
+    total = st.total
+    named = {k: n for k, n in st.speaker_counts.items() if k is not None}
+    parts = ["### Speakers", ""]
+    if not named:
+        parts.append("No utterance has a speaker: the pipeline's `speakers` stage did not run on these run "
+                     "directories (`speaker_id` is null).")
+        return parts
+    counts = sorted(named.values())
+    crossing = sum(1 for k in named if len(st.speaker_splits.get(k, ())) > 1)
+    parts.append(
+        f"{len(named):,} speakers (clusters of voices within each video: the same person in two videos has two "
+        f"ids); {sum(counts):,} utterances have one, {st.speaker_counts.get(None, 0):,} do not. Utterances per "
+        f"speaker: median {_stats.median(counts):g}, at most {counts[-1]:,}. Speakers in more than one split: "
+        f"{crossing:,}."
+    )
+    parts.append("")
+    rows = []
+    for speaker, n in sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))[: options.speakers_listed]:
+        ovrl = st.speaker_ovrl.get(speaker)
+        rows.append([f"`{speaker}`", f"{n:,}", _hours(st.speaker_seconds[speaker]),
+                     ", ".join(s for s in SPLITS if s in st.speaker_splits.get(speaker, ())),
+                     f"{_stats.fmean(ovrl):.2f}" if ovrl else "–"])
+    parts.append(_table(["Speaker", "Utterances", "Hours", "Splits", "Mean DNSMOS OVRL"], rows))
+    if len(named) > options.speakers_listed:
+        parts += ["", f"({len(named) - options.speakers_listed:,} more speakers not listed.)"]
+    return parts
+
+
+def render_quality(report: ScanReport, options: CardOptions) -> list[str]:
+    """The *Speech quality* and *Label confidence* sections: DNSMOS and confidence histograms."""
+    st = report.stats
+    total = st.total
+    parts = ["### Speech quality (DNSMOS)", ""]
+    ovrl = list(st.quality.get("dnsmos_ovrl", ()))
+    if not ovrl:
+        parts.append("No utterance has a quality score: the pipeline's `quality` stage did not run (the `dnsmos_*` "
+                     "columns are null).")
+    else:
+        means = ", ".join(f"{name.split('_')[1].upper()} {_stats.fmean(st.quality[name]):.2f}"
+                          for name in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+                          if st.quality.get(name))
+        parts.append(f"DNSMOS (1..5, higher is better) of {len(ovrl):,} utterances ({st.no_quality:,} without a "
+                     f"score); means: {means}. Overall quality (OVRL):")
+        parts += ["", _histogram_table(ovrl, options.quality_bins, "DNSMOS OVRL", total)]
+    parts += ["", "### Label confidence", ""]
+    confidences = list(st.confidences)
+    if not confidences:
+        parts.append("No label carries a confidence (manifests written before `emotion.confidence` existed).")
+    else:
+        parts.append(f"`confidence` of {len(confidences):,} labels: mean {_stats.fmean(confidences):.2f}, median "
+                     f"{_stats.median(confidences):.2f} (its meaning depends on the annotator, see *Data fields*).")
+        parts += ["", _histogram_table(confidences, options.confidence_bins, "Confidence", total)]
+    return parts
 
 
 def _strip_run_dirs(text: str, run_dirs: Sequence[Path]) -> str:

@@ -106,8 +106,14 @@ def build_settings(config: MikuEmoBenchConfig, label_set_name: str) -> dict[str,
         "min_asd_score": config.min_asd_score,
         "min_duration": config.min_duration,
         "max_duration": config.max_duration,
+        "min_confidence": config.min_confidence,
+        "min_dnsmos_ovrl": config.min_dnsmos_ovrl,
         "split_ratios": dict(config.split_ratios),
         "split_seed": config.split_seed,
+        "split_by": config.split_by,
+        "speaker_map": Path(config.speaker_map).name if config.speaker_map else None,
+        "publish_source_paths": config.publish_source_paths,
+        "annotations_only": config.annotations_only,
         "lenient": config.lenient,
     }
 
@@ -159,7 +165,8 @@ def export_dataset(
             the message says what to fix.
     """
     t0 = time.perf_counter()
-    _require_torchcodec()
+    if not config.annotations_only:  # an annotations-only export writes no Audio or Video column
+        _require_torchcodec()
     card = card or CardOptions()
     template = card.template_path()
     out = Path(output_dir).expanduser().resolve()

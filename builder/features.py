@@ -5,7 +5,12 @@ documents the same columns, with their types, in its *Data fields* table; a test
 
 The audio column holds the utterance audio the pipeline wrote (``audio/<id>.flac``, 16 kHz mono FLAC). In the
 Parquet export its bytes are embedded, so the dataset is self-contained; ``datasets`` decodes it with
-torchcodec (``Audio(sampling_rate=16000)``).
+torchcodec (``Audio(sampling_rate=16000)``). ``face_video`` is the active speaker's 224 px face-crop clip with the
+utterance audio (``faces/<id>.mp4``), embedded the same way and decoded by ``datasets.Video`` (a torchcodec
+``VideoDecoder``); it is null when no face was found.
+
+An *annotations-only* export (:data:`MEDIA_FIELDS` left out) carries no audio or video bytes: ``source`` with
+``start`` and ``end`` locate each utterance in its source video, for sources whose licence forbids redistribution.
 """
 
 from __future__ import annotations
@@ -25,31 +30,51 @@ FIELD_NAMES: tuple[str, ...] = (
     "language",
     "emotion",
     "intensity",
+    "confidence",
     "rationale",
     "votes",
     "annotator",
     "prompt_version",
     "video_id",
+    "speaker_id",
     "source",
     "start",
     "end",
     "duration",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_ovrl",
+    "dnsmos_p808",
     "words",
     "asd_score",
     "face_box",
+    "face_video",
 )
 
+#: Columns holding media bytes; an annotations-only export leaves them out.
+MEDIA_FIELDS: tuple[str, ...] = ("audio", "face_video")
 
-def build_features(label_set: LabelSet) -> datasets.Features:
+#: The DNSMOS columns (from ``Utterance.quality``), 1..5 MOS scales.
+DNSMOS_FIELDS: tuple[str, ...] = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+
+
+def field_names(annotations_only: bool = False) -> tuple[str, ...]:
+    """The columns of an export: all of :data:`FIELD_NAMES`, or those without media for an annotations-only one."""
+    return tuple(n for n in FIELD_NAMES if not (annotations_only and n in MEDIA_FIELDS))
+
+
+def build_features(label_set: LabelSet, annotations_only: bool = False) -> datasets.Features:
     """The dataset's features for a label set.
 
     Args:
         label_set: the label set; its order is the ``emotion`` class index order.
+        annotations_only: leave out the media columns (:data:`MEDIA_FIELDS`).
 
     Returns:
-        ``datasets.Features`` with the columns of :data:`FIELD_NAMES`, in that order.
+        ``datasets.Features`` with the columns of :func:`field_names`, in that order.
     """
     string = datasets.Value("string")
+    float32 = datasets.Value("float32")
     features = datasets.Features(
         {
             "id": string,
@@ -57,16 +82,19 @@ def build_features(label_set: LabelSet) -> datasets.Features:
             "text": string,
             "language": string,
             "emotion": datasets.ClassLabel(names=list(label_set.names)),
-            "intensity": datasets.Value("float32"),
+            "intensity": float32,
+            "confidence": float32,
             "rationale": string,
             "votes": datasets.List(string),
             "annotator": string,
             "prompt_version": string,
             "video_id": string,
+            "speaker_id": string,
             "source": string,
             "start": datasets.Value("float64"),
             "end": datasets.Value("float64"),
             "duration": datasets.Value("float64"),
+            **{name: float32 for name in DNSMOS_FIELDS},
             "words": datasets.List(
                 {
                     "word": string,
@@ -75,12 +103,15 @@ def build_features(label_set: LabelSet) -> datasets.Features:
                     "score": datasets.Value("float32"),
                 }
             ),
-            "asd_score": datasets.Value("float32"),
-            "face_box": datasets.List(datasets.Value("float32"), length=4),
+            "asd_score": float32,
+            "face_box": datasets.List(float32, length=4),
+            "face_video": datasets.Video(),
         }
     )
     if tuple(features) != FIELD_NAMES:
         raise AssertionError("builder.features: FIELD_NAMES and build_features() list different columns")
+    if annotations_only:
+        features = datasets.Features({k: v for k, v in features.items() if k not in MEDIA_FIELDS})
     return features
 
 
@@ -95,6 +126,8 @@ def feature_type_name(feature: object) -> str:
     """
     if isinstance(feature, datasets.Audio):
         return f"Audio ({feature.sampling_rate // 1000} kHz)"
+    if isinstance(feature, datasets.Video):
+        return "Video"
     if isinstance(feature, datasets.ClassLabel):
         return "ClassLabel"
     if isinstance(feature, datasets.Value):

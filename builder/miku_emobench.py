@@ -28,13 +28,13 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterator, Mapping, Sequence
 
 import datasets
 from datasets.builder import Key
 
-from builder.features import build_features
+from builder.features import DNSMOS_FIELDS, MEDIA_FIELDS, build_features
 from builder.scan import BuildError, ScanReport, manifest_fingerprint, scan_runs, validate_split_ratios
 from mikupal.labels import LabelSet, as_label_set
 
@@ -89,8 +89,19 @@ class MikuEmoBenchConfig(datasets.BuilderConfig):
             ``None`` is unbounded.
         labels_kept: keep only these labels (the ``emotion`` ClassLabel still spans the whole label set, so
             class indices do not depend on the filter); ``None`` keeps all.
+        min_confidence: keep only utterances whose ``emotion.confidence`` is at least this; ``None`` keeps all.
+        min_dnsmos_ovrl: keep only utterances whose DNSMOS OVRL is at least this (Emilia-Pipe uses 3.0); ``None``
+            keeps all.
         split_ratios: fraction of videos per split (``train``/``validation``/``test``; sums to 1).
         split_seed: seed of the video -> split hash; keep it fixed to keep splits stable across builds.
+        split_by: ``video`` (default) or ``speaker``: videos sharing a named speaker stay in one split (see
+            :mod:`builder.scan`).
+        speaker_map: with ``split_by="speaker"``, a JSON/YAML file ``{speaker_id: name}`` naming the same person
+            across videos (speaker ids alone are per video).
+        publish_source_paths: publish ``source`` as given to the pipeline (paths may reveal where the publisher
+            keeps the videos); ``False`` (default) publishes the file name only.
+        annotations_only: leave out the audio and face-video bytes (columns ``audio``, ``face_video``); ``source``,
+            ``start`` and ``end`` locate each utterance in its source video.
         lenient: skip bad manifest lines (counted in the card) instead of failing.
         max_reported_problems: how many offending lines per reason errors and the card show.
         chunk_size: utterances per generator shard (the unit ``num_proc`` distributes).
@@ -106,6 +117,12 @@ class MikuEmoBenchConfig(datasets.BuilderConfig):
         default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1}
     )
     split_seed: int | str = 0
+    split_by: str = "video"
+    speaker_map: str | None = None
+    min_confidence: float | None = None
+    min_dnsmos_ovrl: float | None = None
+    publish_source_paths: bool = False
+    annotations_only: bool = False
     lenient: bool = False
     max_reported_problems: int = 10
     chunk_size: int = 1000
@@ -119,7 +136,14 @@ class MikuEmoBenchConfig(datasets.BuilderConfig):
         self.split_ratios = dict(_plain(self.split_ratios))
         if self.labels_kept is not None:
             self.labels_kept = [str(x) for x in _plain(self.labels_kept)]
-        for name in ("min_duration", "max_duration", "min_asd_score"):
+        if self.split_by not in ("video", "speaker"):
+            raise BuildError(f"split_by must be 'video' or 'speaker', got {self.split_by!r}")
+        if self.speaker_map is not None:
+            self.speaker_map = os.fspath(self.speaker_map)
+        if self.min_confidence is not None and not (isinstance(self.min_confidence, (int, float))
+                                                    and 0 <= self.min_confidence <= 1):
+            raise BuildError(f"min_confidence must be a number in 0..1 or null, got {self.min_confidence!r}")
+        for name in ("min_duration", "max_duration", "min_asd_score", "min_dnsmos_ovrl"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise BuildError(f"{name} must be a non-negative number or null, got {value!r}")
@@ -181,7 +205,7 @@ class MikuEmoBench(datasets.GeneratorBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION,
-            features=build_features(self.label_set),
+            features=build_features(self.label_set, annotations_only=self.config.annotations_only),
             citation=_CITATION,
             homepage="https://arxiv.org/abs/2505.15772",
         )
@@ -240,45 +264,67 @@ class MikuEmoBench(datasets.GeneratorBasedBuilder):
                 for position, (offset, duration) in enumerate(zip(chunk["offsets"], chunk["durations"])):
                     f.seek(offset)
                     record = json.loads(f.readline())
-                    yield Key(local_index, position), record_to_example(record, run_dir, duration)
+                    yield Key(local_index, position), record_to_example(
+                        record, run_dir, duration, publish_source_paths=self.config.publish_source_paths,
+                        annotations_only=self.config.annotations_only)
 
 
-def record_to_example(record: Mapping[str, Any], run_dir: Path, duration: float) -> dict[str, Any]:
+def source_name(source: str) -> str:
+    """The file name of a source path, whether it was written with ``/`` or ``\\`` (``C:\\v\\a.mp4`` → ``a.mp4``)."""
+    return PureWindowsPath(source).name if "\\" in source else PurePosixPath(source).name
+
+
+def record_to_example(record: Mapping[str, Any], run_dir: Path, duration: float, *,
+                      publish_source_paths: bool = False, annotations_only: bool = False) -> dict[str, Any]:
     """One dataset row from a checked, annotated manifest record.
 
     Works on the JSON object itself (``Utterance.to_dict()`` form): the scan has already parsed and checked the
     same bytes as an :class:`~mikupal.records.Utterance`, so building the row skips the dataclass round trip.
+    ``speaker`` and ``quality`` are read when the record has them (absent or null: null columns).
 
     Args:
         record: the manifest line's object (``emotion`` not null).
         run_dir: its resolved run directory.
         duration: the audio's length in seconds (from the scan).
+        publish_source_paths: keep ``source`` as given (else its file name only).
+        annotations_only: leave out the media columns.
 
     Returns:
-        A dict with exactly the columns of :data:`builder.features.FIELD_NAMES`.
+        A dict with exactly the columns of :func:`builder.features.field_names`.
     """
     emo = record["emotion"]
     face = record["face"]
     words = record["words"]
-    return {
+    speaker = record.get("speaker") or {}
+    quality = record.get("quality") or {}
+    clip = face.get("clip") if face is not None else None
+    row = {
         "id": record["id"],
         "audio": str(run_dir / record["audio"]),
         "text": record["text"],
         "language": record["language"],
         "emotion": emo["label"],
         "intensity": emo["intensity"],
+        "confidence": emo.get("confidence"),
         "rationale": emo["rationale"],
         "votes": emo["votes"],
         "annotator": emo["annotator"],
         "prompt_version": emo["prompt_version"],
         "video_id": record["video_id"],
-        "source": record["source"],
+        "speaker_id": speaker.get("id"),
+        "source": record["source"] if publish_source_paths else source_name(record["source"]),
         "start": float(record["start"]),
         "end": float(record["end"]),
         "duration": duration,
+        **{name: quality.get(name) for name in DNSMOS_FIELDS},
         "words": [{"word": w["word"], "start": w["start"], "end": w["end"], "score": w["score"]} for w in words]
         if words is not None
         else None,
         "asd_score": face["asd_score"] if face is not None else None,
         "face_box": face["box"] if face is not None else None,
+        "face_video": str(run_dir / clip) if clip else None,
     }
+    if annotations_only:
+        for name in MEDIA_FIELDS:
+            del row[name]
+    return row

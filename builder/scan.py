@@ -16,6 +16,15 @@ Every line that is not kept gets exactly one **reason** (:data:`REASONS`). Two k
 
 Splits are assigned per *video*: a stable hash of ``"<seed>/<video_id>"`` mapped to [0, 1) is cut at the
 cumulative split ratios, so every utterance of a video lands in the same split, on every machine and rerun.
+With ``split_by="speaker"`` the unit is a *group of videos that share a speaker*: speaker ids (``speaker.id``,
+``"<video_id>-spkN"``) come from clustering within one video, so ``speaker_map`` (a JSON or YAML file
+``{speaker_id: name}``, e.g. from the publisher's knowledge of who hosts a channel) names the same person across
+videos; videos joined by a shared name are kept in one split (the group is hashed by its first video id in sorted
+order), so no named speaker and no video spans two splits. Without a map every speaker id is already confined to
+its video and the split equals ``split_by="video"``.
+
+Fields the pipeline added after this module was written (``speaker``, ``quality``) are read from the raw line, so
+the builder works with manifests with or without them (absent = null).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import os
 import posixpath
 from array import array
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
@@ -77,6 +86,7 @@ _REASON_LIST = [
     Reason("audio_unreadable", "bad_input", "the audio file cannot be opened as audio, or holds no samples"),
     Reason("audio_format", "bad_input", f"the audio is not {SAMPLING_RATE // 1000} kHz mono"),
     Reason("label_outside_set", "bad_input", "the emotion label or a vote is not a label of the label set"),
+    Reason("face_clip_missing", "bad_input", "face.clip names a file that does not exist or leaves the run directory"),
     Reason("duplicate_id", "skipped", "an utterance with the same id was already taken (first occurrence wins)"),
     Reason("no_emotion", "skipped", "emotion is null: the utterance was never annotated"),
     Reason("label_not_kept", "skipped", "the label is not in labels_kept"),
@@ -84,6 +94,8 @@ _REASON_LIST = [
     Reason("asd_below_min", "skipped", "the active-speaker score is below min_asd_score"),
     Reason("too_short", "skipped", "the audio is shorter than min_duration"),
     Reason("too_long", "skipped", "the audio is longer than max_duration"),
+    Reason("low_confidence", "skipped", "emotion.confidence is below min_confidence (or unknown)"),
+    Reason("low_quality", "skipped", "DNSMOS OVRL is below min_dnsmos_ovrl (or unknown)"),
 ]
 #: Every reason a line can be left out, by name, in report order.
 REASONS: dict[str, Reason] = {r.name: r for r in _REASON_LIST}
@@ -119,6 +131,11 @@ class Stats:
         annotators: utterances per ``(annotator, prompt_version)``.
         languages: utterances per language (``None`` when unknown).
         durations: the duration of every accepted utterance (for histograms), seconds.
+        speaker_counts, speaker_seconds: per speaker id (``None``: no speaker).
+        speaker_splits: the splits each speaker id appears in. speaker_ovrl: DNSMOS OVRL values per speaker id.
+        quality: DNSMOS values of the utterances that have them, per column (``dnsmos_ovrl``, ...).
+        no_quality: utterances without a quality record. confidences: ``emotion.confidence`` of the utterances
+            that have one. no_face_video: accepted utterances without a face clip.
     """
 
     split_counts: Counter = field(default_factory=Counter)
@@ -129,10 +146,35 @@ class Stats:
     annotators: Counter = field(default_factory=Counter)
     languages: Counter = field(default_factory=Counter)
     durations: array = field(default_factory=lambda: array("d"))
+    speaker_counts: Counter = field(default_factory=Counter)
+    speaker_seconds: Counter = field(default_factory=Counter)
+    speaker_splits: dict[str | None, set[str]] = field(default_factory=lambda: defaultdict(set))
+    speaker_ovrl: dict[str | None, array] = field(default_factory=lambda: defaultdict(lambda: array("d")))
+    quality: dict[str, array] = field(default_factory=lambda: defaultdict(lambda: array("d")))
+    no_quality: int = 0
+    confidences: array = field(default_factory=lambda: array("d"))
+    no_face_video: int = 0
 
-    def add(self, utt: Utterance, split: str, duration: float) -> None:
-        """Count one accepted utterance."""
+    def add(self, utt: Utterance, split: str, duration: float, extras: "Extras | None" = None) -> None:
+        """Count one accepted utterance (``extras``: its speaker and quality, see :func:`read_extras`)."""
         assert utt.emotion is not None
+        extras = extras or Extras()
+        speaker = extras.speaker_id
+        self.speaker_counts[speaker] += 1
+        self.speaker_seconds[speaker] += duration
+        self.speaker_splits[speaker].add(split)
+        if extras.quality is None:
+            self.no_quality += 1
+        else:
+            for name, value in extras.quality.items():
+                if value is not None:
+                    self.quality[name].append(float(value))
+            if extras.quality.get("dnsmos_ovrl") is not None:
+                self.speaker_ovrl[speaker].append(float(extras.quality["dnsmos_ovrl"]))
+        if utt.emotion.confidence is not None:
+            self.confidences.append(float(utt.emotion.confidence))
+        if utt.face is None or not utt.face.clip:
+            self.no_face_video += 1
         label = utt.emotion.label
         self.split_counts[split] += 1
         self.split_seconds[split] += duration
@@ -275,6 +317,51 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: Utterance fields added by later pipeline versions that the builder reads from the raw line (absent = null).
+EXTRA_FIELDS = ("speaker", "quality")
+#: DNSMOS keys of ``Utterance.quality`` published as columns.
+QUALITY_KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The speaker and quality of a manifest line (``None`` when the line has none).
+
+    Attributes:
+        speaker_id: ``speaker.id``. similarity: ``speaker.similarity``.
+        quality: ``{dnsmos_sig, dnsmos_bak, dnsmos_ovrl, dnsmos_p808}`` (values may be null), or ``None``.
+    """
+
+    speaker_id: str | None = None
+    similarity: float | None = None
+    quality: dict[str, float | None] | None = None
+
+
+def read_extras(obj: Mapping[str, Any]) -> tuple[Extras, str | None]:
+    """Read and check the ``speaker`` and ``quality`` objects of a raw manifest line.
+
+    Returns:
+        ``(extras, problem)``: ``problem`` says what is malformed, else ``None``.
+    """
+    speaker, quality = obj.get("speaker"), obj.get("quality")
+    speaker_id = similarity = None
+    if speaker is not None:
+        if not isinstance(speaker, dict) or not isinstance(speaker.get("id"), str) or not speaker["id"]:
+            return Extras(), f"speaker must be null or an object with a non-empty string id, got {speaker!r}"
+        if speaker.get("similarity") is not None and not _is_number(speaker["similarity"]):
+            return Extras(), f"speaker.similarity must be a number, got {speaker['similarity']!r}"
+        speaker_id, similarity = speaker["id"], speaker.get("similarity")
+    values = None
+    if quality is not None:
+        if not isinstance(quality, dict):
+            return Extras(), f"quality must be null or an object, got {quality!r}"
+        values = {k: quality.get(k) for k in QUALITY_KEYS}
+        bad = {k: v for k, v in values.items() if v is not None and not _is_number(v)}
+        if bad:
+            return Extras(), f"quality values must be numbers or null, got {bad}"
+    return Extras(speaker_id, similarity, values), None
+
+
 def _invalid_values(utt: Utterance) -> str | None:
     """What is wrong with the values of a parsed Utterance (``None`` if nothing)."""
     for name in ("id", "video_id", "source", "audio"):
@@ -310,6 +397,8 @@ def _invalid_values(utt: Utterance) -> str | None:
             return f"emotion.prompt_version must be a string or null, got {emo.prompt_version!r}"
         if not all(isinstance(v, str) for v in emo.votes):
             return f"emotion.votes must be a list of label names, got {emo.votes!r}"
+        if emo.confidence is not None and (not _is_number(emo.confidence) or not 0.0 <= emo.confidence <= 1.0):
+            return f"emotion.confidence must be a number in 0..1 or null, got {emo.confidence!r}"
     return None
 
 
@@ -381,26 +470,31 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
                 yield number, start, raw
 
 
-def parse_line(raw: bytes) -> tuple[Utterance | None, str]:
-    """Parse one manifest line into an :class:`Utterance`.
+def parse_line(raw: bytes) -> tuple[Utterance | None, str, Extras]:
+    """Parse one manifest line into an :class:`Utterance` and its :class:`Extras` (speaker, quality).
 
     Returns:
-        ``(utterance, "")`` or ``(None, what is wrong)``.
+        ``(utterance, "", extras)`` or ``(None, what is wrong, Extras())``.
     """
     try:
         obj = json.loads(raw)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        return None, f"not valid JSON ({e}): {raw[:120]!r}"
+        return None, f"not valid JSON ({e}): {raw[:120]!r}", Extras()
     if not isinstance(obj, dict):
-        return None, f"expected a JSON object, got {type(obj).__name__}"
+        return None, f"expected a JSON object, got {type(obj).__name__}", Extras()
+    extras, problem = read_extras(obj)
+    if problem:
+        return None, problem, Extras()
+    known = {f.name for f in fields(Utterance)}
+    record = {k: v for k, v in obj.items() if k in known or k not in EXTRA_FIELDS}
     try:
-        utt = Utterance.from_dict(obj)
+        utt = Utterance.from_dict(record)
     except (RecordError, KeyError, TypeError, ValueError, AttributeError) as e:
-        return None, f"not an Utterance: {e}"
+        return None, f"not an Utterance: {e}", Extras()
     problem = _invalid_values(utt)
     if problem:
-        return None, problem
-    return utt, ""
+        return None, problem, Extras()
+    return utt, "", extras
 
 
 def manifest_fingerprint(path: Path) -> tuple[int, int]:
@@ -433,6 +527,71 @@ def resolve_run_dirs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
+def load_speaker_map(path: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Read ``speaker_map`` (JSON or YAML ``{speaker_id: name}``); ``{}`` for ``None``.
+
+    Raises:
+        BuildError: the file is missing or is not a flat mapping of strings.
+    """
+    if path is None:
+        return {}
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise BuildError(f"split.speaker_map={path}: file not found (a JSON or YAML mapping speaker_id -> name)")
+    import yaml
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    except yaml.YAMLError as e:
+        raise BuildError(f"split.speaker_map={path}: not JSON or YAML ({e})") from e
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise BuildError(f"split.speaker_map={path}: expected a mapping of speaker ids to names, e.g. "
+                         '{"talk-1a2b3c4d-spk0": "host"}')
+    return data
+
+
+def speaker_groups(run_dirs: Sequence[Path], speaker_map: Mapping[str, str]) -> dict[str, str]:
+    """``{video_id: group key}``: videos joined by a shared speaker name fall in one group (union-find).
+
+    The key of a group is its smallest video id, so the assignment is stable. Lines that do not parse are ignored
+    here (the main pass reports them).
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    for run_dir in run_dirs:
+        for _, _, raw in _iter_lines(run_dir / MANIFEST_NAME):
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("video_id"), str):
+                continue
+            video = "v:" + obj["video_id"]
+            find(video)
+            speaker = obj.get("speaker")
+            if isinstance(speaker, dict) and isinstance(speaker.get("id"), str):
+                union(video, "s:" + speaker_map.get(speaker["id"], speaker["id"]))
+    groups: dict[str, str] = {}
+    for node in parent:
+        root = find(node)
+        if node.startswith("v:"):
+            groups.setdefault(root, node[2:])
+            groups[root] = min(groups[root], node[2:])
+    return {node[2:]: groups[find(node)] for node in parent if node.startswith("v:")}
+
+
 def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
     """Read, check, filter, de-duplicate and split the utterances of the configured run directories.
 
@@ -454,6 +613,9 @@ def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
     seen: set[str] = set()
     kept = set(config.labels_kept) if config.labels_kept is not None else None
     limit = config.max_reported_problems
+    groups: dict[str, str] = {}
+    if config.split_by == "speaker":
+        groups = speaker_groups(run_dirs, load_speaker_map(config.speaker_map))
 
     def leave_out(file: Path, number: int, reason: str, detail: str) -> None:
         report.counts[reason] += 1
@@ -467,7 +629,7 @@ def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
             open_chunk[name] = None  # chunks never span run directories
         for number, offset, raw in _iter_lines(manifest):
             report.lines += 1
-            utt, detail = parse_line(raw)
+            utt, detail, extras = parse_line(raw)
             if utt is None:
                 leave_out(manifest, number, "malformed_line", detail)
                 continue
@@ -488,6 +650,11 @@ def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
             if label_problem:
                 leave_out(manifest, number, "label_outside_set", label_problem)
                 continue
+            clip = utt.face.clip if utt.face is not None else None
+            if clip and not config.annotations_only and not (
+                    audio_path_is_inside(clip) and (run_dir / clip).is_file()):
+                leave_out(manifest, number, "face_clip_missing", f"{utt.id}: {clip} not found in {run_dir}")
+                continue
             if kept is not None and emo.label not in kept:
                 leave_out(manifest, number, "label_not_kept", f"{utt.id}: {emo.label}")
                 continue
@@ -504,9 +671,16 @@ def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
             if config.max_duration is not None and duration > config.max_duration:
                 leave_out(manifest, number, "too_long", f"{utt.id}: {duration:.2f} s")
                 continue
+            if config.min_confidence is not None and (emo.confidence is None or emo.confidence < config.min_confidence):
+                leave_out(manifest, number, "low_confidence", f"{utt.id}: {emo.confidence}")
+                continue
+            ovrl = (extras.quality or {}).get("dnsmos_ovrl")
+            if config.min_dnsmos_ovrl is not None and (ovrl is None or ovrl < config.min_dnsmos_ovrl):
+                leave_out(manifest, number, "low_quality", f"{utt.id}: DNSMOS OVRL {ovrl}")
+                continue
 
             seen.add(utt.id)
-            split = assign_split(utt.video_id, ratios, config.split_seed)
+            split = assign_split(groups.get(utt.video_id, utt.video_id), ratios, config.split_seed)
             chunk = open_chunk[split]
             if chunk is None or len(chunk["offsets"]) >= config.chunk_size:
                 chunk = {
@@ -521,7 +695,7 @@ def scan_runs(config: "MikuEmoBenchConfig", label_set: LabelSet) -> ScanReport:
                 open_chunk[split] = chunk
             chunk["offsets"].append(offset)
             chunk["durations"].append(duration)
-            report.stats.add(utt, split, duration)
+            report.stats.add(utt, split, duration, extras)
 
         if manifest_fingerprint(manifest) != fingerprint:
             raise BuildError(f"{manifest} changed while it was read: wait for the pipeline to finish, then rebuild")

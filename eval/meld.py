@@ -12,6 +12,11 @@ Predictions come as
 - a MIKU-PAL run directory (or its ``utterances.jsonl``): the label is ``emotion.label``, the MELD id is the
   utterance id when it has the MELD form, else the file stem of the utterance's ``source`` clip.
 
+Each prediction may carry a **confidence** (a ``confidence`` column or key, or ``emotion.confidence`` in a run
+directory). When every scored prediction has one, the report gains ``risk_coverage``: the accuracy of the most
+confident 25/50/75/100% of the predictions (:func:`risk_coverage`), so a confidence that ranks well shows accuracy
+falling as coverage grows.
+
 Labels are matched to MELD's seven case-insensitively; a label of the fine-grained ``emobench26`` set is mapped
 to its MELD class (:meth:`mikupal.labels.LabelSet.to_meld7`) and the mapping is counted in the report. Anything
 else is an *invalid* prediction: it is scored as wrong and listed. Metrics are computed over the gold items that
@@ -38,6 +43,66 @@ log = logging.getLogger(__name__)
 GOLD_COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 _ID_RE = re.compile(r"^dia0*(\d+)_utt0*(\d+)$")
 _MEDIA_SUFFIXES = {".mp4", ".wav", ".flac", ".mkv", ".avi", ".mov", ".mp3"}
+#: Coverages of the risk-coverage table (shares of the scored predictions, most confident first).
+COVERAGES = (0.25, 0.5, 0.75, 1.0)
+
+
+def risk_coverage(correct, confidence, coverages=COVERAGES) -> dict:
+    """Accuracy of the most confident predictions at each coverage (a selective-prediction table).
+
+    Predictions are ranked by confidence, highest first. At coverage ``c`` the top ``round(c * n)`` count; a group
+    of equal confidences cut by that boundary contributes its mean accuracy for the places it fills (the expected
+    accuracy of breaking the tie at random), so the table does not depend on the order of the input.
+
+    Args:
+        correct: one bool per prediction. confidence: one number per prediction (0..1).
+        coverages: shares of the predictions, in (0, 1].
+
+    Returns:
+        ``{"coverages": [...], "rows": [{"coverage", "n", "accuracy", "min_confidence"}], "aurc"}``: ``aurc`` is the
+        area under the risk (error rate) - coverage curve over every cut-off (lower is better).
+
+    Raises:
+        EvalInputError: lengths differ, no prediction, a confidence outside 0..1, or a coverage outside (0, 1].
+    """
+    import numpy as np
+
+    correct = np.asarray(correct, dtype=float)
+    conf = np.asarray(confidence, dtype=float)
+    if correct.shape != conf.shape or correct.ndim != 1 or not len(correct):
+        raise EvalInputError(f"risk_coverage: need equal, non-empty lists (got {correct.shape} and {conf.shape})")
+    if not np.all((conf >= 0) & (conf <= 1)):
+        raise EvalInputError(f"confidences must be numbers in 0..1, got e.g. {conf[~((conf >= 0) & (conf <= 1))][:5]}")
+    n = len(conf)
+    order = np.argsort(-conf, kind="stable")
+    c_sorted, ok_sorted = conf[order], correct[order]
+    # expected number correct among the top k, ties resolved by their mean accuracy
+    values, starts, counts = np.unique(-c_sorted, return_index=True, return_counts=True)
+    group_acc = np.add.reduceat(ok_sorted, starts) / counts
+    expected = np.repeat(group_acc, counts)  # per position: its tie group's mean accuracy
+    cum_correct = np.cumsum(expected)
+    rows = []
+    for c in coverages:
+        c = float(c)
+        if not 0.0 < c <= 1.0:
+            raise EvalInputError(f"coverage {c} is outside (0, 1]")
+        k = max(1, int(round(c * n)))
+        rows.append({"coverage": c, "n": k, "accuracy": float(cum_correct[k - 1] / k),
+                     "min_confidence": float(c_sorted[k - 1])})
+    risks = 1.0 - cum_correct / np.arange(1, n + 1)
+    return {"coverages": [float(c) for c in coverages], "rows": rows, "aurc": float(risks.mean()),
+            "ranked_by": "confidence"}
+
+
+def format_risk_coverage(table: dict | None) -> str:
+    """The terminal view of a ``risk_coverage`` table ("" when there is none)."""
+    from eval.report import text_table
+
+    if not table:
+        return ""
+    rows = [[f"{r['coverage']:.0%}", r["n"], r["accuracy"], r["min_confidence"]] for r in table["rows"]]
+    return text_table(["coverage", "n", "accuracy", "min confidence"], rows,
+                      title=f"risk-coverage (most confident first; AURC {table['aurc']:.3f})")
 
 
 def meld_id(dialogue_id: int | str, utterance_id: int | str) -> str:
@@ -156,6 +221,7 @@ class Predictions:
         mapped: ``{"Fine -> meld": count}`` labels mapped from ``emobench26``.
         invalid: ``{raw label: count}`` of invalid predictions.
         warnings: messages that belong in the report.
+        confidences: ``{id: confidence}`` for the predictions that carry one.
     """
 
     labels: dict[str, str]
@@ -167,10 +233,24 @@ class Predictions:
     mapped: dict[str, int] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    confidences: dict[str, float] = field(default_factory=dict)
+
+
+def _confidence(value: Any, where: str) -> float | None:
+    """A prediction's confidence: ``None`` when absent/empty, else a number in 0..1."""
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise EvalInputError(f"{where}: confidence {value!r} is not a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise EvalInputError(f"{where}: confidence {number} is outside 0..1")
+    return number
 
 
 def _resolve_duplicates(rows: list[tuple[str, Any, float | None]], policy: str, path: Path) -> list[tuple[str, Any]]:
-    """Apply the duplicate-id policy to ``(id, raw_label, duration)`` rows."""
+    """Apply the duplicate-id policy to ``(id, raw_label, duration)`` rows (the label may be any payload)."""
     counts = Counter(r[0] for r in rows)
     dups = [i for i, c in counts.items() if c > 1]
     if not dups:
@@ -203,6 +283,7 @@ def load_predictions(
     id_column: str = "id",
     label_set: str = "auto",
     duplicates: str = "error",
+    confidence_column: str = "confidence",
 ) -> Predictions:
     """Read MELD predictions from a CSV, a JSONL file, or a run directory (see the module docstring).
 
@@ -212,6 +293,8 @@ def load_predictions(
         id_column: column or key holding the MELD id (``Dialogue_ID``/``Utterance_ID`` are used without it).
         label_set: ``auto``, ``meld7`` or ``emobench26`` (see :class:`LabelNormaliser`).
         duplicates: ``error`` (default) or ``longest`` (run directories: keep the longest utterance of a clip).
+        confidence_column: column (CSV) or key (JSONL) holding an optional confidence in 0..1 (run directories:
+            ``emotion.confidence``).
 
     Raises:
         EvalInputError: missing or empty file, no label column, no id column, duplicate ids (policy ``error``),
@@ -251,7 +334,8 @@ def load_predictions(
                 if utt.emotion is None:
                     unannotated += 1
                     continue
-                rows.append((mid, utt.emotion.label, float(utt.end - utt.start)))
+                rows.append((mid, (utt.emotion.label, _confidence(utt.emotion.confidence, f"{file}:{number}")),
+                             float(utt.end - utt.start)))
             else:
                 if label_column not in obj:
                     raise EvalInputError(
@@ -268,7 +352,8 @@ def load_predictions(
                 if mid is None:
                     unresolved.append(str(obj[id_column]))
                     continue
-                rows.append((mid, obj[label_column], None))
+                rows.append((mid, (obj[label_column], _confidence(obj.get(confidence_column), f"{file}:{number}")),
+                             None))
         if n_rows == 0:
             raise EvalInputError(f"predictions file {file} holds no records")
     else:
@@ -296,11 +381,12 @@ def load_predictions(
                 f"predictions {path} has neither an {id_column!r} column nor Dialogue_ID and Utterance_ID "
                 f"(columns: {list(df.columns)})"
             )
-        for raw_id, mid, lab in zip(raw_ids, ids, df[label_column].tolist()):
+        confs = df[confidence_column].tolist() if confidence_column in df.columns else [None] * len(df)
+        for number, (raw_id, mid, lab, conf) in enumerate(zip(raw_ids, ids, df[label_column].tolist(), confs), 2):
             if mid is None:
                 unresolved.append(str(raw_id))
                 continue
-            rows.append((mid, lab, None))
+            rows.append((mid, (lab, _confidence(conf, f"{path}:{number}")), None))
 
     if unresolved:
         warnings.append(
@@ -316,9 +402,12 @@ def load_predictions(
         warnings.append(f"{len(rows) - len(kept)} duplicate utterances dropped (duplicates={duplicates})")
     labels: dict[str, str] = {}
     raw: dict[str, str] = {}
-    for mid, lab in kept:
+    confidences: dict[str, float] = {}
+    for mid, (lab, conf) in kept:
         labels[mid] = norm(lab)
         raw[mid] = "" if lab is None else str(lab)
+        if conf is not None:
+            confidences[mid] = conf
     if norm.mapped:
         warnings.append(f"{sum(norm.mapped.values())} fine-grained labels mapped to MELD classes: {dict(norm.mapped)}")
     return Predictions(
@@ -331,6 +420,7 @@ def load_predictions(
         mapped=dict(norm.mapped),
         invalid=dict(norm.invalid),
         warnings=warnings,
+        confidences=confidences,
     )
 
 
@@ -344,7 +434,8 @@ def score(gold, predictions: Predictions, *, n_resamples: int, seed: int, level:
 
     Returns:
         The report: ``n``, ``coverage``, ``accuracy``, ``weighted_f1``, ``macro_f1``, ``uar``, ``per_class``,
-        ``confusion``, ``intervals`` and diagnostics (``n_gold``, ``accuracy_all_gold``, ``n_invalid``,
+        ``confusion``, ``intervals``, ``risk_coverage`` (:func:`risk_coverage` when every scored prediction has a
+        confidence, else ``None``) and diagnostics (``n_gold``, ``accuracy_all_gold``, ``n_invalid``,
         ``invalid_labels``, ``n_unknown_ids``, ``unknown_ids``, ``label_mapping``, ``warnings``).
 
     Raises:
@@ -388,6 +479,14 @@ def score(gold, predictions: Predictions, *, n_resamples: int, seed: int, level:
         metrics["confusion"]["matrix"], n_resamples=n_resamples, seed=seed, level=level
     )
     correct = sum(t == p for t, p in zip(y_true, y_pred))
+    table = None
+    with_confidence = [i for i in matched["id"] if i in predictions.confidences]
+    if with_confidence and len(with_confidence) == len(matched):
+        table = risk_coverage([t == p for t, p in zip(y_true, y_pred)],
+                              [predictions.confidences[i] for i in matched["id"]])
+    elif with_confidence:
+        warnings.append(f"only {len(with_confidence)} of {len(matched)} scored predictions have a confidence: "
+                        "no risk-coverage table")
     for w in warnings:
         log.warning(w)
     return {
@@ -413,5 +512,6 @@ def score(gold, predictions: Predictions, *, n_resamples: int, seed: int, level:
         "label_mapping": predictions.mapped,
         "predictions_format": predictions.source_format,
         "gold_distribution": dict(Counter(gold["label"])),
+        "risk_coverage": table,
         "warnings": warnings,
     }

@@ -87,6 +87,10 @@ def format_meld(report: dict) -> str:
         title="confusion (rows gold, columns predicted)",
     )
     parts = [head, per_class, confusion]
+    if report.get("risk_coverage"):
+        from eval.meld import format_risk_coverage
+
+        parts.append(format_risk_coverage(report["risk_coverage"]))
     if report.get("warnings"):
         parts.append("warnings:\n" + "\n".join(f"  - {w}" for w in report["warnings"]))
     return "\n\n".join(parts)

@@ -17,7 +17,8 @@ class FilterStage(Stage):
     """Keep an utterance only if it passes every configured rule.
 
     Rules (``conf/filter/default.yaml``): ``min_duration`` / ``max_duration`` (seconds), ``require_text``,
-    ``require_face``, ``min_asd_score`` (applies to utterances that have a face), ``require_emotion``, and the
+    ``require_face``, ``min_asd_score`` (applies to utterances that have a face), ``require_emotion``,
+    ``min_confidence`` (applies to utterances that have an emotion; one without a confidence is dropped), and the
     emotion label must belong to the active label set (``labels``) whenever an emotion is present.
 
     TTS rules (off by default): ``min_dnsmos_ovrl`` drops utterances whose DNSMOS OVRL is below it
@@ -58,6 +59,10 @@ class FilterStage(Stage):
             return "no_emotion"
         if u.emotion is not None and u.emotion.label not in self.labels:
             return "invalid_label"
+        min_confidence = r.get("min_confidence")
+        if min_confidence is not None and u.emotion is not None and (
+                u.emotion.confidence is None or u.emotion.confidence < min_confidence):
+            return "low_confidence"
         return None
 
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:

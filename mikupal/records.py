@@ -166,6 +166,12 @@ class Emotion:
         votes: one label per rollout (for agreement statistics); ``[label]`` for a single rollout.
         annotator: exact model id (e.g. ``gemini-2.0-flash``, ``fusion-v1``).
         prompt_version: version of the prompt template used (``None`` for backends without a prompt).
+        confidence: 0..1, how far to trust ``label``: the mean over rollouts of the probability each rollout gives
+            the label (:func:`mikupal.annotate.base.label_confidence`). For API and local MLLMs without
+            probabilities that is the share of rollouts agreeing with the label; where the model gives per-label
+            probabilities, their mean; for the offline fusion annotator, a probability that the label is right,
+            calibrated on MELD train (:mod:`mikupal.annotate.fusion`). ``None`` only in manifests written before the
+            field existed (a line without the key reads as ``None``).
     """
 
     label: str
@@ -175,13 +181,14 @@ class Emotion:
     votes: list[str]
     annotator: str
     prompt_version: str | None
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Emotion":
-        _check_keys(cls, data)
+        _check_keys(cls, {"confidence": None, **data})  # manifests older than the confidence field lack the key
         return cls(**{**data, "votes": list(data["votes"])})
 
 

@@ -10,6 +10,19 @@ Majority vote and its tie rule (:func:`aggregate`): the label with the most vote
 the one with the highest summed score over the rollouts (backends with per-label scores), then the highest summed
 intensity of the rollouts that voted for it, then the one that comes first in the label set's order. The winner's
 intensity is the mean intensity of the rollouts that voted for it, its rationale that of the first such rollout.
+
+Confidence (:func:`label_confidence`, ``Emotion.confidence``, 0..1): the mean, over the rollouts, of the probability
+each rollout gives the winning label. A rollout counts with
+
+1. its backend's own confidence in its label (:attr:`RolloutAnswer.confidence`; the fusion annotator's is calibrated
+   on MELD train) when it voted for the winner and has one;
+2. else the model's own probability of the winner (``scores[winner]``) when it has per-label scores;
+3. else 1 when it voted for the winner, 0 when it did not.
+
+So for API and local MLLMs without probabilities it is the **share of rollouts that agree with the label** (one
+rollout always gives 1.0: ask for ``annotator.rollouts`` >= 3 for a confidence that means something), and where the
+model gives probabilities it is their mean over rollouts, which reduces to the vote share when every rollout is
+certain.
 """
 
 from __future__ import annotations
@@ -185,6 +198,8 @@ class RolloutAnswer:
         scores: ``{label: probability}`` over the whole label set, or ``None``.
         usage: tokens, cost, requests spent on this answer.
         model_version: the exact model id the server reported (e.g. ``gemini-2.0-flash-001``), if it did.
+        confidence: the backend's own probability (0..1) that ``label`` is right, when it has one (the fusion
+            annotator's calibrated confidence), else ``None``; see :func:`label_confidence`.
     """
 
     label: str
@@ -193,6 +208,7 @@ class RolloutAnswer:
     scores: dict[str, float] | None = None
     usage: Usage = field(default_factory=Usage)
     model_version: str | None = None
+    confidence: float | None = None
 
 
 class Annotator(ABC):
@@ -267,6 +283,27 @@ class Annotator(ABC):
         self.teardown()
 
 
+def label_confidence(answers: Sequence[RolloutAnswer], label: str) -> float:
+    """The confidence in ``label`` of a set of rollout answers (rule in the module docstring), rounded to 4 places.
+
+    Raises:
+        ValueError: no answers, or a backend confidence outside 0..1.
+    """
+    if not answers:
+        raise ValueError("label_confidence: no rollout answers")
+    total = 0.0
+    for a in answers:
+        if a.label == label and a.confidence is not None:
+            if not 0.0 <= a.confidence <= 1.0:
+                raise ValueError(f"label_confidence: rollout confidence {a.confidence!r} is outside 0..1")
+            total += float(a.confidence)
+        elif a.scores is not None:
+            total += min(1.0, max(0.0, float(a.scores.get(label, 0.0))))
+        else:
+            total += 1.0 if a.label == label else 0.0
+    return round(total / len(answers), 4)
+
+
 def aggregate(answers: Sequence[RolloutAnswer], label_set: LabelSet, model_id: str,
               prompt_version: str | None) -> Emotion:
     """Combine rollout answers into the Utterance ``emotion`` by majority vote (tie rule in the module docstring).
@@ -305,7 +342,8 @@ def aggregate(answers: Sequence[RolloutAnswer], label_set: LabelSet, model_id: s
     versions = {a.model_version for a in answers}
     annotator = versions.pop() if len(versions) == 1 and None not in versions else model_id
     return Emotion(label=winner, intensity=intensity, rationale=voters[0].rationale, scores=scores, votes=votes,
-                   annotator=str(annotator), prompt_version=prompt_version)
+                   annotator=str(annotator), prompt_version=prompt_version,
+                   confidence=label_confidence(answers, winner))
 
 
 #: Keys of ``conf/annotator/*.yaml`` read by the stage rather than by the backend's constructor.

@@ -31,6 +31,17 @@ set order); the intensity is the winner's margin over chance, ``(p - 1/K) / (1 -
 probability left to the other labels, ``1 - p``), averaged with the arousal when prosody is available; the rationale
 names the evidence of every channel used, with numbers.
 
+Confidence
+----------
+``Emotion.confidence`` is a **probability that the label is right, calibrated on MELD train**: a logistic
+regression (Platt scaling with two more inputs) from three features of the fused distribution
+(:data:`CALIBRATION_FEATURES`: the log-odds of the winner's probability, its log-ratio to the runner-up, and
+whether the winner is a neutral label) to "the label matches MELD's gold label". For ``emobench26``, which MELD
+does not annotate, the target is "the label's MELD class (``conf/labels``) matches the gold label": an upper bound
+on the fine label being right. The fitted coefficients are in ``conf/calibration/fusion-v1.yaml``, written by
+``python scripts/calibrate_fusion.py`` (fitted on train, evaluated on dev; the file holds its dev figures). A label
+set without fitted coefficients gets the winner's fused probability, uncalibrated (logged once).
+
 Limits
 ------
 * The text channel is zero-shot on sentence similarity: it sees topic and wording, not irony or context. On MELD
@@ -42,6 +53,9 @@ Limits
 * Prosody gives arousal only (not valence), with fixed reference values instead of per-speaker normalisation, so
   a naturally loud or high-pitched speaker reads as aroused.
 * No learned fusion: weights are hand-set. Rollouts are pointless (the annotator is deterministic).
+* The confidence was calibrated on transcripts alone (MELD's clips are not available here): with face or prosody
+  evidence added, the same mapping is applied to the fused distribution, which is then only approximately
+  calibrated.
 This annotator exists so the pipeline runs end to end offline; for dataset-quality labels use ``annotator=gemini``
 (the paper's) or an OpenAI-compatible multimodal model.
 """
@@ -78,6 +92,8 @@ FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 FER_TO_MELD7 = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "joy", "sad": "sadness",
                 "surprise": "surprise", "neutral": "neutral"}
 _EPS = 1e-6
+#: Features of a fused answer that the confidence calibration reads, in the order of the fitted coefficients.
+CALIBRATION_FEATURES = ("logit_top", "log_margin", "neutral")
 #: label prototypes by (text model, sentences): small (K x 384) and deterministic, so kept across instances
 _PROTOTYPES: dict[tuple[str, tuple[tuple[str, ...], ...]], np.ndarray] = {}
 
@@ -213,6 +229,68 @@ def _fmt(p: float) -> str:
     return f"{p:.2f}"
 
 
+def calibration_features(probs: np.ndarray, top: int, neutral: bool) -> np.ndarray:
+    """The :data:`CALIBRATION_FEATURES` of one fused distribution.
+
+    Args:
+        probs: the fused probabilities over the label set.
+        top: index of the chosen label.
+        neutral: whether the chosen label is a neutral label.
+    """
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+    p1 = p[top]
+    p2 = np.max(np.delete(p, top)) if len(p) > 1 else 1e-9
+    return np.array([math.log(p1 / (1.0 - p1)), math.log(p1 / p2), 1.0 if neutral else 0.0])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted confidence calibration of one label set: ``P(right) = sigmoid(coef · features + intercept)``.
+
+    Attributes:
+        label_set: the label set's name. features: feature names (must equal :data:`CALIBRATION_FEATURES`).
+        coef, intercept: the logistic regression's parameters. target: what "right" means (stated in the file).
+    """
+
+    label_set: str
+    features: tuple[str, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    target: str
+
+    def __call__(self, features: np.ndarray) -> float:
+        z = float(np.dot(self.coef, features) + self.intercept)
+        return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
+
+
+def load_calibration(name_or_path: str | os.PathLike[str]) -> tuple[dict[str, Calibration], dict[str, Any]]:
+    """Read a calibration file (``conf/calibration/<name>.yaml`` by name, or a YAML path).
+
+    Returns:
+        ``({label_set: Calibration}, fitted_with)``, ``fitted_with`` being the annotator settings it was fitted with.
+
+    Raises:
+        FileNotFoundError: no such file (the message names the script that writes it).
+        ValueError: the file's features are not :data:`CALIBRATION_FEATURES`.
+    """
+    from mikupal.paths import load_conf_yaml
+
+    try:
+        data = load_conf_yaml("calibration", name_or_path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}. Write it with `python scripts/calibrate_fusion.py`, or set "
+                                "annotator.calibration=null (confidence = uncalibrated fused probability)") from e
+    out = {}
+    for set_name, entry in dict(data.get("label_sets") or {}).items():
+        features = tuple(str(f) for f in entry["features"])
+        if features != CALIBRATION_FEATURES or len(entry["coef"]) != len(features):
+            raise ValueError(f"calibration {name_or_path}: label set {set_name} has features {list(features)}, this "
+                             f"annotator computes {list(CALIBRATION_FEATURES)}; refit with scripts/calibrate_fusion.py")
+        out[str(set_name)] = Calibration(str(set_name), features, tuple(float(c) for c in entry["coef"]),
+                                         float(entry["intercept"]), str(entry.get("target", "")))
+    return out, dict(data.get("fitted_with") or {})
+
+
 class FusionAnnotator(Annotator):
     """Offline face + text + prosody annotator; method and limits in the module docstring.
 
@@ -234,6 +312,8 @@ class FusionAnnotator(Annotator):
             ``f0_std`` (semitones), ``f0_std_scale``, ``rate`` (words/s), ``rate_scale``.
         text_batch_size: sentences per MiniLM batch (and utterances per stage batch).
         threads: CPU threads for the face model.
+        calibration: name under ``conf/calibration/`` (or a YAML path) of the fitted confidence calibration;
+            ``None``: the confidence is the winner's fused probability, uncalibrated.
         **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
     """
 
@@ -259,6 +339,7 @@ class FusionAnnotator(Annotator):
         prosody_reference: Mapping[str, float] | None = None,
         text_batch_size: int = 64,
         threads: int = 1,
+        calibration: str | None = None,
         **stage_settings: Any,
     ) -> None:
         self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
@@ -289,6 +370,9 @@ class FusionAnnotator(Annotator):
         self._fer: Any = None
         self._fer_lock = threading.Lock()
         self._encoder_folder: str | None = None
+        self.calibration = str(calibration) if calibration else None
+        self._calibrations: dict[str, Calibration] | None = None
+        self._uncalibrated_logged: set[str] = set()
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -305,9 +389,43 @@ class FusionAnnotator(Annotator):
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
-        """Load MiniLM and the FER model (from the registry; offline)."""
+        """Load MiniLM and the FER model (from the registry; offline) and the confidence calibration."""
         self._load_text()
         self._load_face()
+        self._load_calibration()
+
+    def fitted_settings(self) -> dict[str, Any]:
+        """The settings a confidence calibration depends on (stored with it; a change calls for a refit)."""
+        return {"version": self.model_id, "text_temperature": self.text_temperature,
+                "neutral_margin": self.neutral_margin, "weights": dict(self.weights),
+                "neutral_labels": sorted(self.neutral_labels)}
+
+    def _load_calibration(self) -> dict[str, Calibration]:
+        if self._calibrations is None:
+            if self.calibration is None:
+                self._calibrations = {}
+            else:
+                calibrations, fitted_with = load_calibration(self.calibration)
+                now = self.fitted_settings()
+                changed = sorted(k for k in now if k in fitted_with and fitted_with[k] != now[k])
+                if changed:
+                    log.warning("fusion: calibration %s was fitted with other %s; its confidences are off until "
+                                "you refit it (python scripts/calibrate_fusion.py)", self.calibration, changed)
+                self._calibrations = calibrations
+        return self._calibrations
+
+    def confidence(self, probs: np.ndarray, top: int, label_set: LabelSet) -> float:
+        """Calibrated probability that label ``top`` of the fused distribution ``probs`` is right (module docstring)."""
+        calibration = self._load_calibration().get(label_set.name)
+        if calibration is None:
+            if label_set.name not in self._uncalibrated_logged:
+                self._uncalibrated_logged.add(label_set.name)
+                log.log(logging.INFO if self.calibration is None else logging.WARNING,
+                        "fusion: no confidence calibration for label set %s (annotator.calibration=%s): "
+                        "confidence is the fused probability, uncalibrated", label_set.name, self.calibration)
+            return float(probs[top])
+        name = label_set.names[top]
+        return calibration(calibration_features(probs, top, name in self.neutral_labels))
 
     def _load_text(self) -> None:
         if self._encoder is not None:
@@ -527,10 +645,12 @@ class FusionAnnotator(Annotator):
         else:
             strength = (scores[top] - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else 1.0
         intensity = float(np.clip(strength if arousal is None else 0.5 * strength + 0.5 * arousal, 0.0, 1.0))
-        rationale = " ".join(evidence) + f" Fused ({'+'.join(used)}): {label} (p={_fmt(scores[top])})."
+        confidence = self.confidence(scores, top, label_set)
+        rationale = (" ".join(evidence) + f" Fused ({'+'.join(used)}): {label} (p={_fmt(scores[top])}, "
+                     f"confidence {_fmt(confidence)}).")
         return RolloutAnswer(label=label, intensity=round(intensity, 4), rationale=rationale,
                              scores={n: round(float(s), 6) for n, s in zip(label_set.names, scores)},
-                             model_version=self.model_id)
+                             model_version=self.model_id, confidence=round(confidence, 4))
 
     def _prosody(self, request: AnnotationRequest) -> ProsodyFeatures:
         from mikupal.annotate.mediaprep import load_audio
@@ -580,7 +700,7 @@ class FusionAnnotator(Annotator):
 
 def _emotion(answer: RolloutAnswer, model_id: str) -> Emotion:
     return Emotion(label=answer.label, intensity=answer.intensity, rationale=answer.rationale, scores=answer.scores,
-                   votes=[answer.label], annotator=model_id, prompt_version=None)
+                   votes=[answer.label], annotator=model_id, prompt_version=None, confidence=answer.confidence)
 
 
 def _short(text: str, limit: int = 80) -> str:

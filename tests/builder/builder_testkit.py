@@ -40,10 +40,12 @@ class RunDir:
 
     Attributes:
         path: the directory. utterances: the records written, in manifest order.
+        face_clip: bytes of a face clip that :meth:`append` writes for an utterance whose ``face.clip`` is missing.
     """
 
     path: Path
     utterances: list[Utterance] = field(default_factory=list)
+    face_clip: bytes | None = None
 
     @property
     def manifest(self) -> Path:
@@ -55,10 +57,16 @@ class RunDir:
             f.write(line + "\n")
         return len(self.manifest.read_text(encoding="utf-8").splitlines())
 
-    def append(self, utt: Utterance) -> int:
-        """Append one record; returns its line number."""
+    def append(self, utt: Utterance, **extra_fields: Any) -> int:
+        """Append one record (plus ``extra_fields``, e.g. ``speaker``, ``quality``), writing its face clip when
+        :attr:`face_clip` is set and the file is missing; returns its line number."""
+        if self.face_clip is not None and utt.face is not None and utt.face.clip:
+            clip = self.path / utt.face.clip
+            if not clip.exists():
+                clip.parent.mkdir(parents=True, exist_ok=True)
+                clip.write_bytes(self.face_clip)
         self.utterances.append(utt)
-        return self.append_line(json.dumps(utt.to_dict()))
+        return self.append_line(json.dumps({**utt.to_dict(), **extra_fields}))
 
 
 def make_utterance(
@@ -71,6 +79,7 @@ def make_utterance(
     annotator: str = "fusion-v1",
     prompt_version: str | None = "v1",
     start: float | None = None,
+    confidence: float | None = None,
 ) -> Utterance:
     """An utterance record whose times, words and face are consistent."""
     uid = utterance_id(video, index)
@@ -90,6 +99,7 @@ def make_utterance(
             votes=[label, label, label],
             annotator=annotator,
             prompt_version=prompt_version,
+            confidence=confidence,
         )
     return Utterance(
         id=uid,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from builder_testkit import LABELS, RunDir, make_utterance, write_audio, write_stage_json
@@ -36,13 +36,23 @@ def hf_offline_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     return home
 
 
+@pytest.fixture(scope="session")
+def face_clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A small face-crop clip (mp4 with an audio track, like the asd stage's ``faces/<id>.mp4``)."""
+    from mikupal.annotate.testing import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("clip") / "face.mp4", seconds=0.4, fps=10, size=64).read_bytes()
+
+
 @pytest.fixture
-def make_run_dir(tmp_path: Path) -> Callable[..., RunDir]:
+def make_run_dir(tmp_path: Path, face_clip_bytes: bytes) -> Callable[..., RunDir]:
     """Factory: ``make_run_dir(name, videos=4, per_video=3, ...)`` writes a run directory under tmp_path.
 
     Keyword arguments: ``videos`` (count or list of video ids), ``per_video``, ``seconds`` (a float, or a function
     of the running utterance number), ``label`` (a label or a function of the running number), ``asd_score``,
-    ``annotator``, ``prompt_version``.
+    ``annotator``, ``prompt_version``, ``confidence`` (a value or a function of the running number), ``extras``
+    (a function of the running number and the utterance giving fields to add to its line, e.g. ``speaker`` and
+    ``quality``). Utterances with a face get their face clip.
     """
 
     def factory(
@@ -56,8 +66,10 @@ def make_run_dir(tmp_path: Path) -> Callable[..., RunDir]:
         annotator: str = "fusion-v1",
         prompt_version: str | None = "v1",
         stage_json: bool = True,
+        extras: Callable[[int, Any], dict] | None = None,
+        confidence: float | None | Callable[[int], float | None] = None,
     ) -> RunDir:
-        run = RunDir(tmp_path / name)
+        run = RunDir(tmp_path / name, face_clip=face_clip_bytes)
         run.path.mkdir(parents=True, exist_ok=True)
         run.manifest.touch()
         video_ids = videos if isinstance(videos, list) else [f"{name}-video{v}-{v:08x}" for v in range(videos)]
@@ -68,10 +80,10 @@ def make_run_dir(tmp_path: Path) -> Callable[..., RunDir]:
                 lab = label(n) if callable(label) else label
                 utt = make_utterance(
                     video, i, label=lab, seconds=secs, asd_score=asd_score, annotator=annotator,
-                    prompt_version=prompt_version,
+                    prompt_version=prompt_version, confidence=confidence(n) if callable(confidence) else confidence,
                 )
                 write_audio(run.path / utt.audio, secs, freq=200.0 + 40 * (n % 10), seed=n)
-                run.append(utt)
+                run.append(utt, **(extras(n, utt) if extras is not None else {}))
                 n += 1
         if stage_json:
             write_stage_json(run.path, "asr", {"asr": {"_target_": "mikupal.asr.faster_whisper.FasterWhisper",

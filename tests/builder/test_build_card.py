@@ -80,8 +80,10 @@ def test_build_yaml_defaults_equal_the_code_defaults():
     code = MikuEmoBenchConfig()
     assert cfg.labels.name == code.labels
     assert cfg.lenient == code.lenient and cfg.max_reported_problems == code.max_reported_problems
-    for key in ("min_asd_score", "min_duration", "max_duration", "labels_kept"):
+    for key in ("min_asd_score", "min_duration", "max_duration", "labels_kept", "min_confidence", "min_dnsmos_ovrl"):
         assert cfg.filters[key] == getattr(code, key), key
+    assert cfg.publish_source_paths == code.publish_source_paths and cfg.annotations_only == code.annotations_only
+    assert cfg.split.by == code.split_by and cfg.split.speaker_map == code.speaker_map
     assert OmegaConf.to_container(cfg.split.ratios) == code.split_ratios
     assert cfg.split.seed == code.split_seed and cfg.export.chunk_size == code.chunk_size
     card = CardOptions()

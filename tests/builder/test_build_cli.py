@@ -105,3 +105,17 @@ def test_console_script_strict_failure_then_lenient_success(make_run_dir, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["console", "out"])  # no Hydra outputs/ folder
     ds = datasets.load_dataset(str(out))
     assert sum(len(split) for split in ds.values()) == 6
+
+
+def test_tts_settings_reach_the_builder_config(tmp_path):
+    cfg = build_cfg("run_dir=r", f"output_dir={tmp_path}", "publish_source_paths=true", "annotations_only=true",
+                    "split.by=speaker", f"split.speaker_map={tmp_path / 'map.json'}", "filters.min_confidence=0.6",
+                    "filters.min_dnsmos_ovrl=3.0")
+    config = builder_config(cfg)
+    assert config.publish_source_paths and config.annotations_only
+    assert config.split_by == "speaker" and config.speaker_map == str(tmp_path / "map.json")
+    assert config.min_confidence == 0.6 and config.min_dnsmos_ovrl == 3.0
+    defaults = builder_config(build_cfg("run_dir=r", f"output_dir={tmp_path}"))
+    assert not defaults.publish_source_paths and not defaults.annotations_only and defaults.split_by == "video"
+    with pytest.raises(BuildError, match="min_confidence"):
+        builder_config(build_cfg("run_dir=r", f"output_dir={tmp_path}", "filters.min_confidence=2"))

@@ -58,7 +58,7 @@ def test_utterance_json_has_every_contract_field_even_when_null():
     assert d["face"] is None and d["emotion"] is None and d["words"] is None
     assert d["speaker"] is None and d["quality"] is None
     assert set(_utterance().to_dict()["emotion"]) == {
-        "label", "intensity", "rationale", "scores", "votes", "annotator", "prompt_version"
+        "label", "intensity", "rationale", "scores", "votes", "annotator", "prompt_version", "confidence"
     }
 
 

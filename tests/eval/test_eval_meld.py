@@ -177,3 +177,68 @@ def test_console_script_reports_bad_input_with_exit_status_2(meld_dev, tmp_path)
     assert proc.returncode == 2
     assert "more than once" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- risk-coverage
+def test_risk_coverage_ranks_by_confidence_and_breaks_ties_by_their_mean():
+    from eval.meld import risk_coverage
+
+    correct = [True, True, False, True, False, False, True, False]
+    confidence = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    table = risk_coverage(correct, confidence)
+    assert [r["n"] for r in table["rows"]] == [2, 4, 6, 8]
+    assert [r["accuracy"] for r in table["rows"]] == pytest.approx([1.0, 0.75, 0.5, 0.5])
+    assert table["rows"][1]["min_confidence"] == 0.6
+    # equal confidences: the input order does not matter, the cut tie group counts at its mean accuracy
+    flat = risk_coverage([True, False, False, True], [0.5] * 4)
+    assert [r["accuracy"] for r in flat["rows"]] == pytest.approx([0.5] * 4)
+    swapped = risk_coverage([False, True, True, False], [0.5] * 4)
+    assert swapped == flat
+    with pytest.raises(EvalInputError, match="0..1"):
+        risk_coverage([True], [1.5])
+
+
+def test_confidence_column_adds_a_risk_coverage_table(meld_dev, dev_gold, tmp_path, capsys):
+    df = dev_gold[["id", "label"]].copy()
+    wrong = df.index[::2]
+    df.loc[wrong, "label"] = ["anger" if g != "anger" else "joy" for g in df.loc[wrong, "label"]]
+    df["confidence"] = 0.9
+    df.loc[wrong, "confidence"] = 0.1  # a confidence that knows which half is wrong
+    out = tmp_path / "meld.json"
+    run(compose_eval("task=meld", f"gold={meld_dev}", f"predictions={_write(df, tmp_path / 'p.csv')}",
+                     f"out={out}", "bootstrap.n_resamples=50"))
+    report = json.loads(out.read_text())
+    assert report["accuracy"] == pytest.approx(554 / 1109)  # the contract keys keep their meaning
+    rows = {r["coverage"]: r for r in report["risk_coverage"]["rows"]}
+    assert rows[0.25]["accuracy"] == 1.0 and rows[0.5]["accuracy"] == pytest.approx(1.0, abs=0.002)
+    assert rows[1.0]["accuracy"] == pytest.approx(report["accuracy"])
+    assert "risk-coverage" in capsys.readouterr().out
+    # without confidences there is no table; with some missing, a warning says why
+    assert score(dev_gold, load_predictions(_write(df[["id", "label"]], tmp_path / "n.csv")),
+                 **BOOT)["risk_coverage"] is None
+    df.loc[df.index[:3], "confidence"] = None
+    partial = score(dev_gold, load_predictions(_write(df, tmp_path / "q.csv")), **BOOT)
+    assert partial["risk_coverage"] is None and any("confidence" in w for w in partial["warnings"])
+    df.loc[df.index[:3], "confidence"] = 2.0
+    with pytest.raises(EvalInputError, match=r"q2.csv:2: confidence 2.0 is outside 0..1"):
+        load_predictions(_write(df, tmp_path / "q2.csv"))
+
+
+def test_fusion_confidence_on_meld_dev_ranks_its_right_answers_first(meld_dev, dev_gold, tmp_path):
+    """The offline fusion annotator (text channel) on all of MELD dev, through task=predict then task=meld."""
+    report = run(compose_eval("task=predict", "annotator=fusion", f"gold={meld_dev}", f"work_dir={tmp_path / 'w'}",
+                              "predict.ablations=[text]", f"out={tmp_path / 'p.json'}", "bootstrap.n_resamples=50"))
+    text = report["ablations"]["text"]
+    assert text["n"] == 1109 and 0.45 < text["accuracy"] < 0.55  # README: 49.4% text-only
+    rows = {r["coverage"]: r["accuracy"] for r in text["risk_coverage"]["rows"]}
+    assert rows[1.0] == pytest.approx(text["accuracy"])
+    assert rows[0.5] > rows[1.0] + 0.08 and rows[0.25] > rows[0.5]  # measured: 0.612 and 0.715 vs 0.494
+    # calibrated on train: on dev the mean confidence is close to the accuracy
+    records = [json.loads(line) for line in (tmp_path / "w" / "text" / "utterances.jsonl").open()]
+    confidences = [r["emotion"]["confidence"] for r in records]
+    assert all(0 < c < 1 for c in confidences)
+    assert abs(sum(confidences) / len(confidences) - text["accuracy"]) < 0.05
+    # task=meld on the run directory reads emotion.confidence and gives the same table
+    again = run(compose_eval("task=meld", f"gold={meld_dev}", f"predictions={tmp_path / 'w' / 'text'}",
+                             f"out={tmp_path / 'm.json'}", "bootstrap.n_resamples=50"))
+    assert again["risk_coverage"] == text["risk_coverage"]
