@@ -136,6 +136,8 @@ class StubReply:
         delay: seconds to wait before answering (longer than the client timeout: a timeout).
         input_tokens, output_tokens: usage to report (``None``: estimated from the request).
         model_version: model id to report (``None``: the requested model, with ``-001`` for Gemini).
+        finish_reason: why generation stopped, for the OpenAI stub (``stop``; ``length`` for a reply cut at
+            ``max_tokens``).
     """
 
     status: int = 200
@@ -146,6 +148,7 @@ class StubReply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     model_version: str | None = None
+    finish_reason: str = "stop"
 
 
 def answer_json(label: str, intensity: float = 0.6, rationale: str = "stub: steady voice and relaxed face") -> str:
@@ -486,7 +489,7 @@ class OpenAIStub(StubServer):
             "created": int(time.time()),
             "model": reply.model_version or body.get("model", "stub"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                         "finish_reason": "stop"}],
+                         "finish_reason": reply.finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
                       "total_tokens": prompt_tokens + output_tokens},
         }
