@@ -455,8 +455,10 @@ class APIAnnotator(Annotator):
         try:
             reply = self.call(attempt, what, on_attempt)
         except CapabilityError as e:
-            explanation = self.capability_message(e.modality, e.reason, prepared.request.modalities)
-            raise CapabilityError(f"{what}: {explanation}", e.modality, e.reason, explanation) from e
+            sent = {m.kind for m in prepared.request.media(self.audio_in_video)}
+            modality = unsupported_modality(e.reason, sent) or e.modality  # "not a multimodal model": what was sent
+            explanation = self.capability_message(modality, e.reason, prepared.request.modalities)
+            raise CapabilityError(f"{what}: {explanation}", modality, e.reason, explanation) from e
         meter.input_tokens += int(reply.input_tokens or 0)
         meter.output_tokens += int(reply.output_tokens or 0)
         entry = self.prices.lookup(self.model, reply.model_version)

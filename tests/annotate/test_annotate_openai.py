@@ -252,3 +252,13 @@ def test_http_errors_carry_the_servers_message_once(stub, make, media_dir):
     with pytest.raises(FatalAPIError) as info:
         make().annotate(request(media_dir), 0)
     assert str(info.value).endswith("HTTP 401: Invalid API Key")
+
+
+def test_not_a_multimodal_model_points_at_the_media_the_request_sent(stub, make, media_dir):
+    from mikupal.annotate.api import CapabilityError
+
+    stub.script(StubReply(status=400, body=openai_error("Qwen/Qwen2.5-7B-Instruct is not a multimodal model",
+                                                        "invalid_request_error")))
+    with pytest.raises(CapabilityError, match="does not take audio input") as info:
+        make().annotate(request(media_dir, modalities=("audio", "text")), 0)
+    assert info.value.modality == "audio" and len(stub.generate_requests) == 1
