@@ -388,8 +388,8 @@ def run_predict(cfg: Any) -> dict:
         report.update({"name": name, **progress})
         results[name] = report
     return {"task": "predict", "gold": str(cfg.gold), "annotator": cfg.annotator.get("_target_"),
-            "ablations": results, "counters": _rounded(totals), "cost_usd": round(totals.get("annotate.cost_usd", 0.0), 6),
-            "wall_time_s": round(wall, 3)}
+            "ablations": results, "counters": _rounded(totals),
+            "cost_usd": round(totals.get("annotate.cost_usd", 0.0), 6), "wall_time_s": round(wall, 3)}
 
 
 def format_predict(report: dict) -> str:

@@ -2,8 +2,9 @@
 
 Runs ``mikupal-eval task=predict`` (text ablation) over the first N MELD dev lines once per setting and prints a
 table: items labelled / failed, requests, corrective follow-ups and how many of them gave a valid answer, output
-tokens per request, wall time per item. The settings compare the corrective retry at the first request's
-temperature 0 (what the issue measured: 0 of 43 corrections succeeded) with the default ``correction_temperature``.
+tokens per request, wall time per item. The settings compare, under the unbounded prompt miku_pal_v1 of the issue, the
+corrective retry at the first request's temperature 0 (the issue measured 0 of 43 corrections succeeding) with the
+default ``correction_temperature``, and then the default prompt miku_pal_v2 (bounded rationale, range stated).
 Labels of a 135M model are meaningless; this measures the machinery, not accuracy.
 
     python scripts/bench_annotate_llamacpp.py [--n 20] [--gold data/meld/dev_sent_emo.csv]
@@ -24,9 +25,10 @@ from eval.cli import run
 from mikupal.annotate.testing import LlamaCppServer
 from mikupal.paths import conf_dir
 
-SETTINGS = {
-    "correction at temperature 0": ["annotator.correction_temperature=null"],
-    "default (correction at 0.7)": [],
+SETTINGS = {  # name (also the work folder) -> overrides
+    "v1_prompt_correction_t0": ["prompt=miku_pal_v1", "annotator.correction_temperature=null"],
+    "v1_prompt_correction_t0.7": ["prompt=miku_pal_v1"],
+    "v2_prompt_default": [],
 }
 
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--gold", default=None, help="MELD dev CSV (default: data/meld or ../shared/data/meld)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("eval").setLevel(logging.ERROR)
     repo = Path(__file__).resolve().parents[1]
     gold = Path(args.gold) if args.gold else next(
         (p for p in (repo / "data/meld/dev_sent_emo.csv", repo.parent / "shared/data/meld/dev_sent_emo.csv")
@@ -48,7 +51,7 @@ def main() -> None:
             GlobalHydra.instance().clear()
             with initialize_config_dir(str(conf_dir()), version_base="1.3"):
                 cfg = compose("eval", overrides=[
-                    "task=predict", f"gold={gold}", f"work_dir={Path(tmp) / name.replace(' ', '_')}",
+                    "task=predict", f"gold={gold}", f"work_dir={Path(tmp) / name}",
                     f"out={Path(tmp) / 'predict.json'}", f"predict.limit={args.n}", "bootstrap.n_resamples=10",
                     "annotator=openai", f"annotator.base_url={server.base_url}", "annotator.model=smollm2-135m",
                     "annotator.max_in_flight=2", *extra])
