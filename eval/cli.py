@@ -1,7 +1,10 @@
 """``mikupal-eval``: the evaluation CLI (a Hydra app; config ``conf/eval.yaml``).
 
 ``mikupal-eval task=TASK key=value ... out=REPORT.json`` runs one task, prints its table(s) to stdout, logs to
-stderr and writes the report JSON to ``out``. Bad input exits with status 2 and one clear error line.
+stderr and writes the report JSON to ``out``. Bad input exits with status 2 and one clear error line. A task that
+ran but did not finish its work exits with status 1 after writing its report, with one error line giving the
+counts: ``task=predict`` when an ablation stopped (a rejected key, a capability error, a budget) or every item it
+attempted failed (:func:`eval.predict.incomplete`).
 
 Tasks: ``meld``, ``agreement``, ``rating_sheet``, ``rationality``, ``baseline``, ``predict``, ``tables`` (see
 ``conf/eval.yaml`` for an example of each). :func:`run` is the same thing without Hydra, for a composed config.
@@ -260,10 +263,23 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        run(cfg)
+        report = run(cfg)
     except EvalInputError as e:
         log.error("%s", e)
         sys.exit(2)
+    problem = incomplete(cfg.task, report)
+    if problem:
+        log.error("task=%s did not finish: %s (report written to %s)", cfg.task, problem, cfg.out)
+        sys.exit(1)
+
+
+def incomplete(task: str, report: dict) -> str | None:
+    """Why a task's report is not a success (``mikupal-eval`` then exits with status 1), or ``None``."""
+    if task == "predict":
+        from eval.predict import incomplete as predict_incomplete
+
+        return predict_incomplete(report)
+    return None
 
 
 def main() -> None:

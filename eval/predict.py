@@ -24,13 +24,24 @@ For each ablation (``predict.ablations``: ``text``, ``audio``, ``video``, ``all`
    ``["text"]``; ``work_dir``: the ablation's folder (a run directory the function may write ``audio/`` and
    ``faces/`` artefacts into); ``cfg``: the whole eval config. It yields ``(utterance, result)`` pairs as items
    finish, in any order: ``result`` is the utterance with ``emotion`` filled, or an exception for an item that
-   failed. The default, :func:`annotate_with_stage`, runs the pipeline's ``annotate`` stage adapter
+   failed. It may yield ``(utterance, result, counters)`` instead, ``counters`` being the item's
+   ``annotate.*`` usage counters (requests, retries, tokens, cost, ...), which the report sums. An exception
+   raised by the function itself (not yielded) stops the ablation: e.g. the stage's
+   :class:`~mikupal.stage.StopStage` after a rejected key or a capability error. The default,
+   :func:`annotate_with_stage`, runs the pipeline's ``annotate`` stage adapter
    (``mikupal.runner.STAGE_CLASSES["annotate"]``), which builds the backend from ``annotator_cfg``;
 3. appends each labelled utterance to ``<work_dir>/<ablation>/utterances.jsonl`` as it arrives (flushed per
    record), so a killed run loses at most the items in flight and a rerun continues where it stopped; failed
    items go to ``errors.jsonl`` and are retried on a rerun. ``predict.json`` records a hash of the annotator
    config, modalities and label set; resuming with a changed config is refused unless ``recompute=true``;
 4. scores the ablation's predictions against the gold file (:mod:`eval.meld`).
+
+Accounting (as the pipeline's ``summary.json``): each ablation's report has ``counters`` (the summed
+``annotate.*`` counters of this invocation: ``requests``, ``retries``, ``input_tokens``, ``output_tokens``,
+``cost_usd``, ``cache_hits``, ``validation_retries``, ``uploads``), ``wall_time_s`` (of the annotation),
+``s_per_item`` (wall time per attempted item), ``n_attempted`` and ``stopped`` (why the annotation stopped, or
+``null``); the top level has the totals. ``mikupal-eval`` exits with status 1 when an ablation stopped or every item
+it attempted failed (:func:`incomplete`).
 
 Media (:func:`annotate_with_stage`): text needs none (the MELD transcript is the text; ``audio`` is left empty).
 With ``audio`` the clip's sound is decoded to ``<work_dir>/audio/<id>.flac`` (16 kHz mono, :mod:`mikupal.media`).
@@ -48,6 +59,8 @@ import hashlib
 import json
 import logging
 import shutil
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -157,6 +170,9 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
              len(utterances), len(done), len(pending), len(missing_media))
 
     failed = 0
+    counters: Counter = Counter()
+    stopped: str | None = None
+    started = time.perf_counter()
     new_errors = errors_path.with_name("errors.jsonl.new")
     new_errors.unlink(missing_ok=True)
     # Failures of earlier attempts are retried: this attempt writes a fresh errors file.
@@ -169,9 +185,11 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
             seen: set[str] = set()
             with ManifestWriter(manifest) as out:
                 try:
-                    for item, result in annotate_fn(pending, annotator_cfg=OmegaConf.create(annotator_cfg),
-                                                    labels=labels, modalities=list(modalities), work_dir=work_dir,
-                                                    cfg=cfg):
+                    for pair in annotate_fn(pending, annotator_cfg=OmegaConf.create(annotator_cfg),
+                                            labels=labels, modalities=list(modalities), work_dir=work_dir, cfg=cfg):
+                        item, result = pair[0], pair[1]
+                        if len(pair) > 2 and pair[2]:
+                            counters.update({k: v for k, v in dict(pair[2]).items() if isinstance(v, (int, float))})
                         seen.add(item.id)
                         if isinstance(result, Utterance) and result.emotion is not None:
                             out.write(result)
@@ -190,7 +208,10 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
                 except Exception as e:  # noqa: BLE001 - the annotator stopped: record what is left, resume later
                     if cfg.get("fail_fast"):
                         raise
-                    log.error("ablation %s: annotation stopped: %s: %s (rerun to resume)", name, type(e).__name__, e)
+                    stopped = f"{type(e).__name__}: {e}"
+                    left = sum(1 for utt in pending if utt.id not in seen)
+                    log.error("ablation %s: annotation stopped after %d of %d item(s), %d left: %s; fix the cause and "
+                              "rerun the same command to resume", name, len(seen), len(pending), left, stopped)
                     for utt in pending:
                         if utt.id not in seen:
                             errors.write(ItemError("predict", utt.id, type(e).__name__, str(e), utt.source))
@@ -201,10 +222,33 @@ def predict_ablation(cfg: Any, gold, name: str, modalities: list[str], work_dir:
                     errors.write(ItemError("predict", utt.id, "NoLabel", "the annotate function returned nothing "
                                            "for this utterance", utt.source))
                     failed += 1
+    wall = time.perf_counter() - started
     shutil.move(str(new_errors), errors_path)
     n_labelled = len({obj["id"] for obj in iter_jsonl(manifest)}) if manifest.exists() else 0
+    attempted = len(pending) + len(missing_media)
     return {"ablation": name, "modalities": list(modalities), "work_dir": str(work_dir), "n_utterances":
-            len(utterances), "n_labelled": n_labelled, "n_failed_this_run": failed, "n_resumed": len(done)}
+            len(utterances), "n_labelled": n_labelled, "n_failed_this_run": failed, "n_resumed": len(done),
+            "n_attempted": attempted, "stopped": stopped, "counters": _rounded(counters),
+            "wall_time_s": round(wall, 3), "s_per_item": round(wall / attempted, 3) if attempted else None}
+
+
+def _rounded(counters: Counter) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in sorted(counters.items())}
+
+
+def incomplete(report: dict) -> str | None:
+    """Why a ``task=predict`` report is not a success (an ablation stopped, or every item it attempted failed),
+    with the counts; ``None`` when it is. ``mikupal-eval`` then exits with status 1."""
+    problems = []
+    for name, r in report.get("ablations", {}).items():
+        attempted, failed = int(r.get("n_attempted") or 0), int(r.get("n_failed_this_run") or 0)
+        if r.get("stopped"):
+            problems.append(f"ablation {name} stopped with {failed} of {attempted} item(s) not labelled "
+                            f"({r['stopped']}); fix the cause and rerun the same command to resume")
+        elif attempted and failed == attempted:
+            problems.append(f"ablation {name}: every item failed ({failed} of {attempted}); see "
+                            f"{Path(r['work_dir']) / 'errors.jsonl'}")
+    return "; ".join(problems) or None
 
 
 def _with_media(utt: Any, modalities: list[str], work_dir: Path, sampling_rate: int) -> Any:
@@ -252,7 +296,7 @@ def annotate_with_stage(utterances, *, annotator_cfg, labels, modalities, work_d
     ``annotator_cfg`` in ``setup()`` and frees it in ``teardown()``.
 
     Yields:
-        ``(utterance, labelled utterance | exception)`` as items finish.
+        ``(utterance, labelled utterance | exception, annotate.* counters)`` as items finish.
     """
     import importlib
 
@@ -293,14 +337,15 @@ def annotate_with_stage(utterances, *, annotator_cfg, labels, modalities, work_d
     ctx = StageContext(run_dir=work_dir, rank=0, world_size=1, cfg=stage_cfg)
     stage.setup(ctx)
     try:
-        for item, result, _counts in stage.map(ready, ctx):
+        for item, result, counts in stage.map(ready, ctx):
             if isinstance(result, Drop):
-                yield item, RuntimeError(f"dropped by the annotate stage: {result.reason}")
+                yield item, RuntimeError(f"dropped by the annotate stage: {result.reason}"), counts
             elif isinstance(result, BaseException):
-                yield item, result
+                usage = getattr(result, "usage", None)  # what a failed item spent (AnnotationError)
+                yield item, result, usage.counters() if hasattr(usage, "counters") else counts
             else:
                 outputs = list(result)
-                yield item, outputs[0] if outputs else RuntimeError("the annotate stage returned no utterance")
+                yield item, outputs[0] if outputs else RuntimeError("the annotate stage returned no utterance"), counts
     finally:
         stage.teardown()
 
@@ -322,11 +367,15 @@ def run_predict(cfg: Any) -> dict:
     if isinstance(ablations, str):
         ablations = [ablations]
     results = {}
+    totals: Counter = Counter()
+    wall = 0.0
     for name in ablations:
         if name not in cfg.predict.modalities:
             raise EvalInputError(f"unknown ablation {name!r}; known: {list(cfg.predict.modalities)}")
         modalities = list(cfg.predict.modalities[name])
         progress = predict_ablation(cfg, gold, name, modalities, Path(cfg.work_dir) / name)
+        totals.update(progress["counters"])
+        wall += progress["wall_time_s"]
         manifest = Path(progress["work_dir"]) / "utterances.jsonl"
         if progress["n_labelled"] == 0:
             results[name] = {"task": "meld", "name": name, **progress, "n": 0, "coverage": 0.0, "accuracy": None,
@@ -339,7 +388,8 @@ def run_predict(cfg: Any) -> dict:
         report.update({"name": name, **progress})
         results[name] = report
     return {"task": "predict", "gold": str(cfg.gold), "annotator": cfg.annotator.get("_target_"),
-            "ablations": results}
+            "ablations": results, "counters": _rounded(totals),
+            "cost_usd": round(totals.get("annotate.cost_usd", 0.0), 6), "wall_time_s": round(wall, 3)}
 
 
 def format_predict(report: dict) -> str:
@@ -349,8 +399,12 @@ def format_predict(report: dict) -> str:
     rows = []
     for name, r in report["ablations"].items():
         iv = r.get("intervals", {})
+        c = r.get("counters") or {}
+        tokens = int(c.get("annotate.input_tokens", 0) + c.get("annotate.output_tokens", 0))
         rows.append([name, ",".join(r["modalities"]), r["n"], r["coverage"], r["accuracy"],
                      fmt_interval(iv.get("accuracy")), r["weighted_f1"], fmt_interval(iv.get("weighted_f1")),
-                     r["n_failed_this_run"]])
-    return text_table(["ablation", "modalities", "n", "coverage", "accuracy", "CI", "weighted F1", "CI", "failed"],
+                     r["n_failed_this_run"], int(c.get("annotate.requests", 0)), int(c.get("annotate.retries", 0)),
+                     tokens, r.get("wall_time_s"), "stopped" if r.get("stopped") else ""])
+    return text_table(["ablation", "modalities", "n", "coverage", "accuracy", "CI", "weighted F1", "CI", "failed",
+                       "requests", "retries", "tokens", "wall s", ""],
                       rows, title=f"MELD predictions — {report['annotator']} on {Path(report['gold']).name}")

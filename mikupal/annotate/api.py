@@ -10,8 +10,20 @@
    (exponential backoff with jitter on 429, 5xx, timeouts, honouring server hints) behind the client-side
    :class:`~mikupal.annotate.retry.RateLimiter`;
 4. validate the reply (:func:`~mikupal.annotate.prompt.parse_reply`); an invalid reply is answered once (by default)
-   with the error stated, and a second invalid reply makes the utterance an item error;
+   with the error and the allowed values stated, and a second invalid reply makes the utterance an item error. The
+   corrective request is sampled differently from the first (``correction_temperature``, and the seed moved by
+   ``correction_seed_offset`` per turn): at temperature 0 with the same seed a server gives the same invalid answer
+   back, however the error is worded;
 5. price the tokens with the configured table and store the validated answer in the cache.
+
+Failures that every further request would repeat stop the stage (:class:`FatalAPIError`): a bad key, no access,
+an unknown model, and a server that cannot take a modality that ``annotator.modalities`` asks for
+(:class:`CapabilityError`: "audio input is not supported", "... is not a multimodal model", ...). Such answers are
+recognised whatever their HTTP status (llama.cpp answers 500) and never retried; once a modality is known to be
+unsupported, later requests that would send it fail at once without a request.
+
+A timeout is retried at most ``retry.max_timeouts - 1`` times (once by default): a reply slower than ``timeout``
+usually means the model generated up to ``max_output_tokens``, and the same request takes as long again.
 
 A subclass provides the SDK specifics: ``_make_client``, ``_prepare``, ``_generate``, ``_classify`` and, if it
 uploads, ``_release_uploads``.
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -43,7 +56,7 @@ from mikupal.annotate.base import (
     check_stage_settings,
 )
 from mikupal.annotate.cache import AnswerCache, cache_key, file_sha256
-from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError, parse_reply, response_schema
+from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError
 from mikupal.annotate.retry import Failure, RateLimiter, RetriesExhausted, RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -51,6 +64,56 @@ log = logging.getLogger(__name__)
 
 class FatalAPIError(AnnotationError):
     """An API error that every further request would repeat (bad key, no access, unknown model): stop the stage."""
+
+
+class CapabilityError(FatalAPIError):
+    """The server cannot take an input modality the request sends (e.g. audio to a text-only model).
+
+    Attributes:
+        modality: the ``annotator.modalities`` entry it cannot take (``audio`` or ``video``).
+        reason: the server's answer (status and message).
+        explanation: what is wrong and how to fix it, without the request's name (the message adds that).
+    """
+
+    def __init__(self, message: str, modality: str, reason: str = "", explanation: str | None = None,
+                 usage: Usage | None = None) -> None:
+        super().__init__(message, usage)
+        self.modality = modality
+        self.reason = reason
+        self.explanation = explanation or message
+
+
+#: What servers answer when a request carries a modality the model cannot take (llama.cpp: "audio input is not
+#: supported - hint: ... mmproj"; vLLM: "... is not a multimodal model", "At most 0 audio(s) may be provided";
+#: OpenAI: "... image_url is only supported by certain models"; Gemini: "Audio input modality is not enabled").
+_MODALITY_WORDS = r"(input_audio|audio|image_url|image|video_url|video|vision|multimodal|multi-modal)"
+_UNSUPPORTED = re.compile(
+    _MODALITY_WORDS + r"[\w\s()'\"-]{0,40}?\b(is|are)\s+(not|only)\s+(supported|enabled|allowed)"
+    r"|" + _MODALITY_WORDS + r"[\w\s()'\"-]{0,20}?\b(unsupported|not\s+supported)"
+    r"|(does\s+not|doesn't|cannot|can't)\s+(support|accept|process|handle)\s+(\w+\s+){0,2}?" + _MODALITY_WORDS
+    + r"|not\s+a\s+multi-?modal\s+model|at\s+most\s+0\s+" + _MODALITY_WORDS,
+    re.IGNORECASE,
+)
+
+
+def unsupported_modality(message: str, sent: frozenset[str] | set[str] | None = None) -> str | None:
+    """The ``annotator.modalities`` entry a server error says it cannot take, or ``None`` if it says no such thing.
+
+    ``audio`` for audio / ``input_audio``; ``video`` for video, image, vision (the video modality goes as a video or
+    as image frames). A message that names no modality ("not a multimodal model") points at the media modalities
+    the request sent (``sent``): ``video`` if it sent video, else ``audio``.
+    """
+    m = _UNSUPPORTED.search(message or "")
+    if m is None:
+        return None
+    words = [w.lower() for w in re.findall(_MODALITY_WORDS, m.group(0), re.IGNORECASE)]
+    for word in words:
+        if "audio" in word:
+            return "audio"
+        if word.startswith(("image", "video", "vision")):
+            return "video"
+    media = set(sent or ()) & {"video", "audio"}
+    return "video" if "video" in media or not media else "audio"
 
 
 # ---------------------------------------------------------------------------------------------- prices
@@ -143,6 +206,8 @@ class Prepared:
     schema: dict[str, Any]
     rollout: int
     payload: Any = None
+    #: 0 for the first request of a rollout, ``t`` for its t-th corrective follow-up (see ``generation_params``)
+    turn: int = 0
 
 
 class APIAnnotator(Annotator):
@@ -160,7 +225,13 @@ class APIAnnotator(Annotator):
         prices: ``annotator.prices`` (:class:`PriceTable`).
         cache_dir: on-disk answer cache (``None``: no cache).
         temperature, seed, max_output_tokens: generation parameters (the seed of rollout ``r`` is ``seed + r``).
+            The default ``max_output_tokens`` (256) fits the answer the prompt bounds (a label, a number and a
+            rationale of at most ``rationale_max_chars`` = 200 characters: about 60 tokens of English, at most ~230
+            at one token per character); thinking models that count thoughts as output need more.
         validation_retries: corrective follow-ups after an invalid reply before the utterance fails.
+        correction_temperature: temperature of the corrective follow-ups (``None``: ``temperature``); a follow-up
+            at the same temperature 0 and seed tends to repeat the invalid answer.
+        correction_seed_offset: the t-th follow-up of rollout ``r`` uses the seed ``seed + r + t * offset``.
         **stage_settings: the stage-level keys of the annotator config (``rollouts``, ``modalities``,
             ``context_utterances``, ``max_in_flight``, ``max_cost``), accepted so that ``instantiate(cfg.annotator)``
             works; the stage reads them, the backend only keeps them in :attr:`stage_settings`.
@@ -175,7 +246,7 @@ class APIAnnotator(Annotator):
         self,
         *,
         model: str,
-        prompt: PromptTemplate | Mapping[str, Any] | str = "miku_pal_v1",
+        prompt: PromptTemplate | Mapping[str, Any] | str = "miku_pal_v2",
         api_key_env: str | None = None,
         base_url: str | None = None,
         timeout: float = 120.0,
@@ -186,8 +257,10 @@ class APIAnnotator(Annotator):
         cache_dir: str | os.PathLike[str] | None = None,
         temperature: float | None = 0.0,
         seed: int | None = 0,
-        max_output_tokens: int | None = 1024,
+        max_output_tokens: int | None = 256,
         validation_retries: int = 1,
+        correction_temperature: float | None = 0.7,
+        correction_seed_offset: int = 1000,
         **stage_settings: Any,
     ) -> None:
         self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
@@ -215,7 +288,10 @@ class APIAnnotator(Annotator):
         if validation_retries < 0:
             raise AnnotatorConfigError("annotator.validation_retries must be >= 0")
         self.validation_retries = int(validation_retries)
+        self.correction_temperature = None if correction_temperature is None else float(correction_temperature)
+        self.correction_seed_offset = int(correction_seed_offset)
         self.client: Any = None
+        self._unsupported: dict[str, str] = {}  # modality -> the server's answer, once a request showed it
         self._sha_lock = threading.Lock()
         self._sha: dict[tuple[str, int, int], str] = {}
         self._tmp_dir: Path | None = None
@@ -271,9 +347,10 @@ class APIAnnotator(Annotator):
             raise RuntimeError(f"{type(self).__name__}.setup() was not called")
         label_set = request.label_set
         media = request.media(self.audio_in_video)
+        what = f"{self.backend_name} {self.model} {request.item_id} rollout {rollout}"
         system = self.prompt.system_text(label_set, media, "text" in request.modalities)
         user = self.prompt.user_text(request, request.context)
-        schema = response_schema(label_set)
+        schema = self.prompt.schema(label_set)
         key = cache_key({
             "backend": self.backend_name,
             "model": self.model,
@@ -297,17 +374,22 @@ class APIAnnotator(Annotator):
                 log.warning("annotation cache: entry %s does not fit label set %s; asking again", key[:12],
                             label_set.name)
         meter = Meter()
-        what = f"{self.backend_name} {self.model} {request.item_id} rollout {rollout}"
         try:
+            self._check_capabilities(request, media, what)
             prepared = self._prepare(Prepared(request, system, user, schema, rollout), media, meter)
             correction: tuple[str, str] | None = None
             for turn in range(self.validation_retries + 1):
+                prepared.turn = turn
                 reply = self._send(prepared, correction, meter, what)
                 try:
-                    parsed = parse_reply(reply.text, label_set)
+                    parsed = self.prompt.parse(reply.text, label_set)
                     break
                 except ReplyValidationError as e:
-                    if reply.finish_reason and reply.finish_reason.upper() not in {"STOP", "FINISH_REASON_STOP"}:
+                    finish = (reply.finish_reason or "").upper()
+                    if finish in {"LENGTH", "MAX_TOKENS", "FINISH_REASON_MAX_TOKENS"}:
+                        e = ReplyValidationError(
+                            f"{e} (the reply was cut off at annotator.max_output_tokens={self.max_output_tokens})")
+                    elif finish and finish not in {"STOP", "FINISH_REASON_STOP"}:
                         e = ReplyValidationError(f"{e} (finish reason {reply.finish_reason})")
                     if turn >= self.validation_retries:
                         raise AnnotationError(
@@ -316,6 +398,10 @@ class APIAnnotator(Annotator):
                     meter.validation_retries += 1
                     log.warning("%s: invalid reply (%s); asking again with the error stated", what, e)
                     correction = (reply.text or "", str(e))
+        except CapabilityError as e:
+            self._unsupported.setdefault(e.modality, e.explanation)
+            e.usage = meter.usage()
+            raise
         except AnnotationError as e:
             e.usage = meter.usage()
             raise
@@ -329,6 +415,31 @@ class APIAnnotator(Annotator):
                              "cost_usd": usage.cost_usd})
         return answer
 
+    def _check_capabilities(self, request: AnnotationRequest, media: list[MediaPart], what: str) -> None:
+        """Fail at once, without a request, when a modality the request sends is known to be unsupported."""
+        for kind in {m.kind for m in media}:
+            known = self._unsupported.get(kind)
+            if known is not None:
+                raise CapabilityError(f"{what}: not sent, an earlier request showed that {known}", kind,
+                                      explanation=known)
+
+    def capability_message(self, modality: str, reason: str, modalities: Any) -> str:
+        """Why a capability error stops the stage, naming ``annotator.modalities`` and the fix."""
+        mods = sorted(modalities)
+        left = [m for m in mods if m != modality]
+        fix = f"annotator.modalities=[{','.join(left)}]" if left else "annotator.modalities=[text]"
+        return (f"the server at {self.base_url or 'the default endpoint'} does not take {modality} input for model "
+                f"{self.model} ({reason}), and annotator.modalities={mods} sends {modality}. Set {fix} (the "
+                f"modalities the model accepts) or serve a model that takes {modality} input")
+
+    def generation_params(self, rollout: int, turn: int = 0) -> tuple[float | None, int | None]:
+        """``(temperature, seed)`` of request ``turn`` of a rollout (0: the first; t > 0: the t-th correction)."""
+        if turn == 0:
+            return self.temperature, None if self.seed is None else self.seed + rollout
+        temperature = self.temperature if self.correction_temperature is None else self.correction_temperature
+        seed = None if self.seed is None else self.seed + rollout + turn * self.correction_seed_offset
+        return temperature, seed
+
     def _send(self, prepared: Prepared, correction: tuple[str, str] | None, meter: Meter, what: str) -> Reply:
         """One generation request with retries; adds its usage and cost to ``meter``."""
 
@@ -341,7 +452,13 @@ class APIAnnotator(Annotator):
             if n > 1:
                 meter.retries += 1
 
-        reply = self.call(attempt, what, on_attempt)
+        try:
+            reply = self.call(attempt, what, on_attempt)
+        except CapabilityError as e:
+            sent = {m.kind for m in prepared.request.media(self.audio_in_video)}
+            modality = unsupported_modality(e.reason, sent) or e.modality  # "not a multimodal model": what was sent
+            explanation = self.capability_message(modality, e.reason, prepared.request.modalities)
+            raise CapabilityError(f"{what}: {explanation}", modality, e.reason, explanation) from e
         meter.input_tokens += int(reply.input_tokens or 0)
         meter.output_tokens += int(reply.output_tokens or 0)
         entry = self.prices.lookup(self.model, reply.model_version)
@@ -353,15 +470,24 @@ class APIAnnotator(Annotator):
         return reply
 
     def call(self, fn: Any, what: str, on_attempt: Any = None) -> Any:
-        """Run ``fn`` with the retry policy; turn failures into :class:`AnnotationError` (or :class:`FatalAPIError`)."""
+        """Run ``fn`` with the retry policy; turn failures into :class:`AnnotationError` (or :class:`FatalAPIError`,
+        :class:`CapabilityError`)."""
         try:
             return call_with_retry(fn, self._classify, self.retry, what=what, on_attempt=on_attempt)
         except RetriesExhausted as e:
-            raise AnnotationError(str(e)) from e
+            message = str(e)
+            if e.timeouts:
+                message += (f". A reply slower than annotator.timeout={self.timeout:g}s usually means the model "
+                            f"generated up to annotator.max_output_tokens={self.max_output_tokens}: lower it, or "
+                            "raise annotator.timeout for a slow server")
+            raise AnnotationError(message) from e
         except AnnotationError:
             raise
         except Exception as e:  # noqa: BLE001 - non-retryable SDK errors become item errors with a clear reason
             failure = self._classify(e)
+            capability = getattr(failure, "capability", None)
+            if capability:
+                raise CapabilityError(f"{what}: {failure.reason}", capability, failure.reason) from e
             cls = FatalAPIError if getattr(failure, "fatal", False) else AnnotationError
             raise cls(f"{what}: {failure.reason}") from e
 
@@ -384,6 +510,7 @@ class APIAnnotator(Annotator):
             "seed": None if self.seed is None else self.seed + rollout,
             "max_output_tokens": self.max_output_tokens,
             "validation_retries": self.validation_retries,
+            "correction": list(self.generation_params(rollout, 1)) if self.validation_retries else None,
         }
 
     def video_only(self, part: MediaPart) -> Path:
@@ -409,7 +536,8 @@ class APIAnnotator(Annotator):
 
     @abstractmethod
     def _generate(self, prepared: Prepared, correction: tuple[str, str] | None) -> Reply:
-        """Send one generation request (no retry here). ``correction`` is ``(previous reply, error)``."""
+        """Send one generation request (no retry here). ``correction`` is ``(previous reply, error)``; sample with
+        :meth:`generation_params` of ``(prepared.rollout, prepared.turn)``."""
 
     @abstractmethod
     def _classify(self, error: BaseException) -> Failure:
@@ -418,9 +546,15 @@ class APIAnnotator(Annotator):
 
 @dataclass(frozen=True)
 class APIFailure(Failure):
-    """A :class:`Failure` that also says whether every further request would fail the same way."""
+    """A :class:`Failure` that also says whether every further request would fail the same way.
+
+    Attributes:
+        fatal: every further request would fail the same way (bad key, no access, unknown model).
+        capability: the modality the server said it cannot take (:func:`unsupported_modality`), if it said so.
+    """
 
     fatal: bool = False
+    capability: str | None = None
 
 
 def classify_transport(error: BaseException) -> Failure | None:
@@ -429,6 +563,7 @@ def classify_transport(error: BaseException) -> Failure | None:
         module = cls.__module__.split(".")[0]
         if module in ("httpx", "httpx2") and cls.__name__ in ("TimeoutException", "NetworkError",
                                                               "RemoteProtocolError"):
-            kind = "timeout" if cls.__name__ == "TimeoutException" else "connection error"
-            return APIFailure(True, f"{kind} ({type(error).__name__}: {error})")
+            timeout = cls.__name__ == "TimeoutException"
+            kind = "timeout" if timeout else "connection error"
+            return APIFailure(True, f"{kind} ({type(error).__name__}: {error})", timeout=timeout)
     return None

@@ -10,9 +10,13 @@ What is sent (``POST {base_url}/v1beta/models/{model}:generateContent``):
   upload, then ``GET files/<id>`` until the file is ``ACTIVE``; deleted once the utterance's rollouts are done)
   and are referenced by ``fileData``;
 * ``generationConfig``: ``responseMimeType: application/json`` and a ``responseSchema`` whose ``label`` enum is
-  the active label set, plus temperature, ``seed + rollout`` and ``maxOutputTokens``.
+  the active label set and whose ``rationale`` has the prompt's ``maxLength``, plus temperature, ``seed + rollout``
+  and ``maxOutputTokens``.
 
-After an invalid reply the conversation continues with the model's reply and a user message stating the error.
+After an invalid reply the conversation continues with the model's reply and a user message stating the error and
+the allowed values, sampled with ``correction_temperature`` and a moved seed
+(:meth:`~mikupal.annotate.api.APIAnnotator.generation_params`). An answer saying a modality is not supported is a
+:class:`~mikupal.annotate.api.CapabilityError` (never retried; it stops the stage).
 The exact model version the server reports (``modelVersion``, e.g. ``gemini-2.0-flash-001``) becomes
 ``Emotion.annotator``. Prompt tokens are priced per modality (``promptTokensDetails``; Gemini bills audio input at
 a higher rate).
@@ -29,7 +33,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mikupal.annotate.api import APIAnnotator, APIFailure, Meter, Prepared, Reply, classify_transport
+from mikupal.annotate.api import (
+    APIAnnotator,
+    APIFailure,
+    Meter,
+    Prepared,
+    Reply,
+    classify_transport,
+    unsupported_modality,
+)
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, MediaPart
 from mikupal.annotate.retry import RETRYABLE_STATUS, Failure, parse_retry_after, parse_retry_info
 
@@ -183,6 +195,9 @@ class GeminiAnnotator(APIAnnotator):
         from google.genai import types
 
         user, config = prepared.payload
+        if prepared.turn:
+            temperature, seed = self.generation_params(prepared.rollout, prepared.turn)
+            config = config.model_copy(update={"temperature": temperature, "seed": seed})
         contents = [user]
         if correction is not None:
             previous, error = correction
@@ -222,6 +237,9 @@ class GeminiAnnotator(APIAnnotator):
             if hint is None:
                 hint = parse_retry_info(error.details)
             reason = f"HTTP {code} {error.status or ''}: {error.message or ''}".strip()
+            capability = unsupported_modality(error.message or "") if code >= 400 else None
+            if capability:
+                return APIFailure(False, reason, fatal=True, capability=capability)
             return APIFailure(code in RETRYABLE_STATUS, reason, hint, fatal=code in (401, 403, 404))
         transport = classify_transport(error)
         if transport is not None:
@@ -257,7 +275,7 @@ def _gemini_schema(schema: dict[str, Any]) -> Any:
             "label": types.Schema(type="STRING", enum=list(props["label"]["enum"])),
             "intensity": types.Schema(type="NUMBER", minimum=props["intensity"]["minimum"],
                                       maximum=props["intensity"]["maximum"]),
-            "rationale": types.Schema(type="STRING"),
+            "rationale": types.Schema(type="STRING", max_length=props["rationale"].get("maxLength")),
         },
         required=list(schema["required"]),
         property_ordering=["label", "intensity", "rationale"],

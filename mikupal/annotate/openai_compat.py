@@ -16,9 +16,15 @@ What is sent (``POST {base_url}/chat/completions``):
     sound track;
   - the text part: transcript (``text`` modality) and context;
 * ``response_format``: ``{"type": "json_schema", "json_schema": {"name": "emotion_annotation", "schema": ...,
-  "strict": true}}`` whose ``label`` enum is the active label set (``response_format: json_object`` or ``none``
-  for servers without structured output; the reply is validated either way);
-* ``temperature``, ``seed`` (``seed + rollout``), ``max_tokens``.
+  "strict": true}}`` whose ``label`` enum is the active label set and whose ``rationale`` has the prompt's
+  ``maxLength`` (``response_format: json_object`` or ``none`` for servers without structured output; the reply is
+  validated either way). llama.cpp enforces the enum and ``maxLength`` but not a number's ``minimum``/``maximum``;
+* ``temperature``, ``seed`` (``seed + rollout``), ``max_tokens``; a corrective follow-up uses
+  ``correction_temperature`` and a moved seed (:meth:`~mikupal.annotate.api.APIAnnotator.generation_params`).
+
+Errors: the message of an HTTP error is the server's own (``error.message`` of the body), not the SDK's
+``Error code: 500 - {...}`` rendering. An answer saying a modality is not supported (llama.cpp: HTTP 500 "audio
+input is not supported - hint: ... mmproj") is a :class:`~mikupal.annotate.api.CapabilityError`, never retried.
 
 The reply's ``model`` field becomes ``Emotion.annotator``; ``usage.prompt_tokens`` / ``completion_tokens`` are
 priced with ``annotator.prices`` (local servers: leave the table empty, cost 0). The client is built with
@@ -29,9 +35,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from typing import Any
 
-from mikupal.annotate.api import APIAnnotator, APIFailure, Meter, Prepared, Reply, classify_transport
+from mikupal.annotate.api import (
+    APIAnnotator,
+    APIFailure,
+    Meter,
+    Prepared,
+    Reply,
+    classify_transport,
+    unsupported_modality,
+)
 from mikupal.annotate.base import AnnotatorConfigError, MediaPart
 from mikupal.annotate.retry import RETRYABLE_STATUS, Failure, parse_retry_after, parse_retry_info
 
@@ -120,10 +135,11 @@ class OpenAICompatAnnotator(APIAnnotator):
             messages.append({"role": "assistant", "content": previous or "(empty)"})
             messages.append({"role": "user", "content": self.prompt.correction_text(error, prepared.request.label_set)})
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        if self.seed is not None:
-            kwargs["seed"] = self.seed + prepared.rollout
+        temperature, seed = self.generation_params(prepared.rollout, prepared.turn)
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        if seed is not None:
+            kwargs["seed"] = seed
         if self.max_output_tokens is not None:
             kwargs["max_tokens"] = self.max_output_tokens
         if self.response_format == "json_schema":
@@ -146,7 +162,7 @@ class OpenAICompatAnnotator(APIAnnotator):
         import openai
 
         if isinstance(error, openai.APITimeoutError):
-            return APIFailure(True, f"timeout ({error})")
+            return APIFailure(True, f"timeout ({error})", timeout=True)
         if isinstance(error, openai.APIConnectionError):
             return APIFailure(True, f"connection error ({error})")
         if isinstance(error, openai.APIStatusError):
@@ -155,9 +171,33 @@ class OpenAICompatAnnotator(APIAnnotator):
             hint = parse_retry_after(dict(headers) if headers is not None else None)
             if hint is None:
                 hint = parse_retry_info(error.body)
-            return APIFailure(code in RETRYABLE_STATUS, f"HTTP {code}: {error.message}", hint,
-                              fatal=code in (401, 403, 404))
+            message = server_message(error)
+            reason = f"HTTP {code}: {message}"
+            capability = unsupported_modality(message) if code >= 400 else None
+            if capability:
+                return APIFailure(False, reason, fatal=True, capability=capability)
+            return APIFailure(code in RETRYABLE_STATUS, reason, hint, fatal=code in (401, 403, 404))
         transport = classify_transport(error)
         if transport is not None:
             return transport
         return APIFailure(False, f"{type(error).__name__}: {error}")
+
+
+_SDK_PREFIX = re.compile(r"^Error code: \d+ - ")
+
+
+def server_message(error: Any) -> str:
+    """The server's own message of an ``openai.APIStatusError`` (its body's ``message`` or ``error.message``).
+
+    The SDK's ``error.message`` is ``"Error code: 401 - {...}"``, the body rendered after the status; the status is
+    reported separately, so only the server's words are kept.
+    """
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        text = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+    elif isinstance(body, str) and body.strip():
+        return body.strip()
+    return _SDK_PREFIX.sub("", str(getattr(error, "message", "") or error)).strip()

@@ -8,6 +8,15 @@ backends that support structured output also send :func:`response_schema`, whose
 label set, so the model cannot answer outside it. Every reply is still validated by :func:`parse_reply`; unlike the
 original code's substring match on free text (``paper.md`` §6 C), a label must be the whole value of the ``label``
 field (a name or a whole alias of the set), and anything else is an error, never a guess.
+
+Every free-text field of the answer is bounded: a prompt version with ``rationale_max_chars`` (from
+``miku_pal_v2``) states the bound in its text, puts it in the schema as ``maxLength`` (servers that constrain
+decoding with the schema, such as llama.cpp and vLLM, then cannot loop inside the string until the output token
+limit) and :func:`parse_reply` rejects a longer rationale. ``label`` is an enum, so it is bounded already.
+
+Intensity is on the 0..1 scale. A reply outside it is an error, unless the reply itself declares the scale it used
+(``"intensity_scale": 10``, ``"1-10"``, ``[1, 10]`` or ``{"min": 1, "max": 10}``): then the value is rescaled from
+that scale. A scale is never guessed from the value.
 """
 
 from __future__ import annotations
@@ -51,9 +60,11 @@ class PromptTemplate:
     Attributes:
         version: the prompt version written into ``Utterance.emotion.prompt_version``.
         system, label_line, user, transcript, no_transcript, context, context_line, correction: templates in
-            :meth:`str.format` syntax.
+            :meth:`str.format` syntax (``system`` and ``correction`` may use ``{rationale_max_chars}``).
         inputs: how each input kind is named in the system prompt (``video_with_audio``, ``video``, ``audio``,
             ``text``, ``none``).
+        rationale_max_chars: the longest rationale allowed, in characters (``None``: unbounded, as in
+            ``miku_pal_v1``); it becomes the schema's ``maxLength`` and is checked by :func:`parse_reply`.
     """
 
     version: str
@@ -66,14 +77,19 @@ class PromptTemplate:
     context: str
     context_line: str
     correction: str
+    rationale_max_chars: int | None = None
     fingerprint: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         missing = [k for k in _INPUT_KINDS if k not in self.inputs]
         if missing:
             raise ValueError(f"prompt {self.version!r}: inputs lacks {missing}")
-        texts = {k: getattr(self, k) for k in _REQUIRED_KEYS if k != "inputs"}
+        if self.rationale_max_chars is not None and int(self.rationale_max_chars) < 1:
+            raise ValueError(f"prompt {self.version!r}: rationale_max_chars must be >= 1 (or null for no bound)")
+        texts: dict[str, Any] = {k: getattr(self, k) for k in _REQUIRED_KEYS if k != "inputs"}
         texts["inputs"] = dict(self.inputs)
+        if self.rationale_max_chars is not None:  # absent from older versions, so their fingerprints stay the same
+            texts["rationale_max_chars"] = int(self.rationale_max_chars)
         digest = hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:16]
         object.__setattr__(self, "fingerprint", digest)
 
@@ -100,10 +116,11 @@ class PromptTemplate:
             context=str(data["context"]),
             context_line=str(data["context_line"]),
             correction=str(data["correction"]),
+            rationale_max_chars=None if data.get("rationale_max_chars") is None else int(data["rationale_max_chars"]),
         )
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "miku_pal_v1") -> "PromptTemplate":
+    def load(cls, name_or_path: str | Path = "miku_pal_v2") -> "PromptTemplate":
         """Load ``conf/prompt/<name>.yaml`` (or a YAML file path)."""
         return cls.from_config(load_conf_yaml("prompt", name_or_path))
 
@@ -124,7 +141,7 @@ class PromptTemplate:
         label_list = "\n".join(self.label_line.format(name=label.name, description=label.description)
                                for label in label_set.labels)
         return self.system.format(inputs=inputs, n_labels=len(label_set), label_list=label_list,
-                                  label_names=", ".join(label_set.names))
+                                  label_names=", ".join(label_set.names), rationale_max_chars=self.rationale_max_chars)
 
     def user_text(self, request: "AnnotationRequest", context: Sequence[str]) -> str:
         """The text part of the user turn (it follows the media parts).
@@ -148,8 +165,17 @@ class PromptTemplate:
         return self.user.format(context=block, transcript=transcript)
 
     def correction_text(self, error: str, label_set: LabelSet) -> str:
-        """The follow-up user message after an invalid reply, stating the error."""
-        return self.correction.format(error=error, label_names=", ".join(label_set.names))
+        """The follow-up user message after an invalid reply, stating the error (and the allowed values)."""
+        return self.correction.format(error=error, label_names=", ".join(label_set.names),
+                                      rationale_max_chars=self.rationale_max_chars)
+
+    def schema(self, label_set: LabelSet) -> dict[str, Any]:
+        """The answer's JSON schema under this prompt (:func:`response_schema` with the rationale bound)."""
+        return response_schema(label_set, self.rationale_max_chars)
+
+    def parse(self, text: str | None, label_set: LabelSet) -> "ParsedReply":
+        """Validate a reply under this prompt (:func:`parse_reply` with the rationale bound)."""
+        return parse_reply(text, label_set, self.rationale_max_chars)
 
 
 def _one_line(text: str) -> str:
@@ -157,14 +183,22 @@ def _one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- output contract
-def response_schema(label_set: LabelSet) -> dict[str, Any]:
-    """JSON Schema of the answer; ``label`` is an enum of exactly the label set's names, in set order."""
+def response_schema(label_set: LabelSet, rationale_max_chars: int | None = None) -> dict[str, Any]:
+    """JSON Schema of the answer; ``label`` is an enum of exactly the label set's names, in set order.
+
+    Args:
+        label_set: the active label set.
+        rationale_max_chars: ``maxLength`` of ``rationale`` (``None``: unbounded).
+    """
+    rationale: dict[str, Any] = {"type": "string"}
+    if rationale_max_chars is not None:
+        rationale["maxLength"] = int(rationale_max_chars)
     return {
         "type": "object",
         "properties": {
             "label": {"type": "string", "enum": list(label_set.names)},
             "intensity": {"type": "number", "minimum": 0.0, "maximum": 1.0},
-            "rationale": {"type": "string"},
+            "rationale": rationale,
         },
         "required": ["label", "intensity", "rationale"],
         "additionalProperties": False,
@@ -174,13 +208,14 @@ def response_schema(label_set: LabelSet) -> dict[str, Any]:
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.S)
 
 
-def parse_reply(text: str | None, label_set: LabelSet) -> ParsedReply:
+def parse_reply(text: str | None, label_set: LabelSet, rationale_max_chars: int | None = None) -> ParsedReply:
     """Validate a model reply against the output contract.
 
     Accepts a JSON object (optionally inside a Markdown code fence, which some OpenAI-compatible servers add even in
     JSON mode) with ``label`` naming exactly one label of the set (its name, or a whole alias: see
-    :meth:`LabelSet.parse`), ``intensity`` a number in 0..1 and ``rationale`` a non-empty string. Extra keys are
-    ignored.
+    :meth:`LabelSet.parse`), ``intensity`` a number in 0..1 (or on the scale the reply declares in
+    ``intensity_scale``, rescaled to 0..1) and ``rationale`` a non-empty string of at most ``rationale_max_chars``
+    characters. Other extra keys are ignored.
 
     Raises:
         ReplyValidationError: the reply breaks the contract; the message says how, in words fit to send back to the
@@ -195,7 +230,7 @@ def parse_reply(text: str | None, label_set: LabelSet) -> ParsedReply:
     try:
         obj = json.loads(body)
     except json.JSONDecodeError as e:
-        raise ReplyValidationError(f"the reply is not valid JSON ({e.msg} at character {e.pos})") from None
+        raise ReplyValidationError(f"the reply is not valid JSON ({e.msg}: character {e.pos} of {len(body)})") from None
     if not isinstance(obj, dict):
         raise ReplyValidationError(f"the reply is JSON but not an object (got {type(obj).__name__})")
     missing = [k for k in ("label", "intensity", "rationale") if k not in obj]
@@ -214,11 +249,55 @@ def parse_reply(text: str | None, label_set: LabelSet) -> ParsedReply:
                 f"label {label!r} is not one of the allowed categories ({', '.join(label_set.names)})"
             ) from None
     intensity = obj["intensity"]
-    if isinstance(intensity, bool) or not isinstance(intensity, (int, float)):
+    if isinstance(intensity, bool) or not isinstance(intensity, (int, float)) or intensity != intensity:
         raise ReplyValidationError(f"intensity must be a number from 0.0 to 1.0, got {intensity!r}")
-    if not 0.0 <= float(intensity) <= 1.0:
-        raise ReplyValidationError(f"intensity must be from 0.0 to 1.0, got {intensity!r}")
+    value = float(intensity)
+    if obj.get("intensity_scale") is not None:
+        lo, hi = _declared_scale(obj["intensity_scale"])
+        if not lo <= value <= hi:
+            raise ReplyValidationError(
+                f"intensity {intensity!r} lies outside the scale {lo:g} to {hi:g} the reply declares; "
+                "intensity must be a number from 0.0 to 1.0")
+        value = (value - lo) / (hi - lo)
+    elif not 0.0 <= value <= 1.0:
+        raise ReplyValidationError(f"intensity must be a number from 0.0 to 1.0, got {intensity!r}")
     rationale = obj["rationale"]
     if not isinstance(rationale, str) or not rationale.strip():
         raise ReplyValidationError("rationale must be a non-empty string")
-    return ParsedReply(label=name, intensity=float(intensity), rationale=rationale.strip())
+    rationale = rationale.strip()
+    if rationale_max_chars is not None and len(rationale) > rationale_max_chars:
+        raise ReplyValidationError(
+            f"rationale must be at most {rationale_max_chars} characters, got {len(rationale)}")
+    return ParsedReply(label=name, intensity=round(value, 6), rationale=rationale)
+
+
+_SCALE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|\.\.|to)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def _declared_scale(scale: Any) -> tuple[float, float]:
+    """``(min, max)`` of the ``intensity_scale`` a reply declares: ``10`` (0 to 10), ``"1-10"``, ``[1, 10]`` or
+    ``{"min": 1, "max": 10}``.
+
+    Raises:
+        ReplyValidationError: the declaration is not a scale with min < max.
+    """
+    bounds: tuple[Any, Any] | None = None
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        bounds = (0.0, scale)
+    elif isinstance(scale, str):
+        m = _SCALE.match(scale)
+        if m:
+            bounds = (m.group(1), m.group(2))
+    elif isinstance(scale, (list, tuple)) and len(scale) == 2:
+        bounds = (scale[0], scale[1])
+    elif isinstance(scale, Mapping) and "min" in scale and "max" in scale:
+        bounds = (scale["min"], scale["max"])
+    try:
+        lo, hi = (float(b) for b in bounds) if bounds is not None and not any(isinstance(b, bool) for b in bounds) \
+            else (None, None)
+    except (TypeError, ValueError):
+        lo = hi = None
+    if lo is None or hi is None or not lo < hi:
+        raise ReplyValidationError(f"intensity_scale {scale!r} is not a scale (give none, and intensity from 0.0 "
+                                   "to 1.0)")
+    return lo, hi

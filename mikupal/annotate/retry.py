@@ -10,7 +10,10 @@ configured in ``annotator.retry``, decides everything:
   ``[1 - jitter, 1 + jitter]``; a server hint (an HTTP ``Retry-After`` header, OpenAI's ``retry-after-ms``, or a
   ``google.rpc.RetryInfo`` ``retryDelay`` in a Gemini error body) replaces the computed delay when it is longer,
   capped at ``max_server_delay``;
-* how often: at most ``max_attempts`` attempts in all, after which the last error is raised.
+* how often: at most ``max_attempts`` attempts in all, after which the last error is raised; of them at most
+  ``max_timeouts`` may time out. A reply slower than the client timeout is usually a long generation (an answer
+  that runs to the output token limit), and resending the identical request gives the same long reply, so a
+  timeout is retried once by default, not ``max_attempts`` times.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class RetryPolicy:
         multiplier: growth factor of the delay per attempt.
         jitter: relative random spread of each delay (0.5 means the delay is multiplied by a factor in 0.5..1.5).
         max_server_delay: cap, in seconds, of a delay the server asks for; a longer hint is cut to this.
+        max_timeouts: attempts that may time out, in all, before giving up (counted within ``max_attempts``).
     """
 
     max_attempts: int = 6
@@ -51,6 +55,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.5
     max_server_delay: float = 300.0
+    max_timeouts: int = 2
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -59,6 +64,8 @@ class RetryPolicy:
             raise ValueError("annotator.retry delays must be >= 0")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"annotator.retry.jitter must be in 0..1, got {self.jitter}")
+        if self.max_timeouts < 1:
+            raise ValueError(f"annotator.retry.max_timeouts must be >= 1, got {self.max_timeouts}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "RetryPolicy":
@@ -89,15 +96,27 @@ class Failure:
         retryable: whether another attempt may succeed (429, 5xx, 408, timeout, connection error).
         reason: short description for logs and the final error (status code and message, never the API key).
         hint: seconds the server asked the client to wait, if it said.
+        timeout: the request timed out (counted against :attr:`RetryPolicy.max_timeouts`).
     """
 
     retryable: bool
     reason: str
     hint: float | None = None
+    timeout: bool = False
 
 
 class RetriesExhausted(RuntimeError):
-    """Every attempt failed with a retryable error; the message names the attempts and the last reason."""
+    """Every attempt failed with a retryable error; the message names the attempts and the last reason.
+
+    Attributes:
+        attempts: attempts made. timeouts: how many of them timed out. failure: the last :class:`Failure`.
+    """
+
+    def __init__(self, message: str, attempts: int, timeouts: int, failure: Failure) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.timeouts = timeouts
+        self.failure = failure
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -182,10 +201,12 @@ def call_with_retry(
         ``fn``'s result.
 
     Raises:
-        RetriesExhausted: every attempt failed with a retryable error (chained to the last exception).
+        RetriesExhausted: every attempt failed with a retryable error, or ``policy.max_timeouts`` attempts timed out
+            (chained to the last exception).
         Exception: a non-retryable error, unchanged.
     """
     attempt = 0
+    timeouts = 0
     while True:
         attempt += 1
         if on_attempt is not None:
@@ -196,9 +217,12 @@ def call_with_retry(
             failure = classify(e)
             if not failure.retryable:
                 raise
-            if attempt >= policy.max_attempts:
+            timeouts += int(failure.timeout)
+            if attempt >= policy.max_attempts or timeouts >= policy.max_timeouts:
+                timed_out = f", {timeouts} of them timed out" if timeouts else ""
                 raise RetriesExhausted(
-                    f"{what}: gave up after {attempt} attempt(s); last error: {failure.reason}"
+                    f"{what}: gave up after {attempt} attempt(s){timed_out}; last error: {failure.reason}",
+                    attempt, timeouts, failure,
                 ) from e
             delay = policy.delay(attempt, failure.hint)
             hint = f", server asked for {failure.hint:.3g}s" if failure.hint is not None else ""

@@ -59,7 +59,7 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage
 log = logging.getLogger(__name__)
 
 #: Prompt used when the config has no ``prompt`` group (e.g. a caller that builds the stage config by hand).
-DEFAULT_PROMPT = "miku_pal_v1"
+DEFAULT_PROMPT = "miku_pal_v2"
 
 #: Annotator keys that do not change what an annotation is (left out of the config hash).
 OPERATIONAL_KEYS = frozenset({
@@ -289,14 +289,14 @@ class AnnotateStage(Stage):
         except AnnotationError as e:
             self._charge(e.usage)
             if isinstance(e, FatalAPIError):
-                self._request_stop(f"{e} (fix the cause and rerun to continue)")
+                self._request_stop(str(e))  # the runner / eval driver adds how to continue
             raise
         self._charge(answer.usage)
         return answer
 
     def _budget_message(self) -> str:
         return (f"annotator.max_cost=${self.max_cost:g} reached (${self._spent:.4f} spent by this invocation); "
-                "rerun the same command to continue (cached answers cost nothing)")
+                "answers already paid for are cached, so a rerun does not pay for them again")
 
     # ------------------------------------------------------------------------------------------ one item
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:

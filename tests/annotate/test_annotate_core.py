@@ -1,4 +1,5 @@
-"""Retry policy, server hints, rate limiter, cache, media selection and the majority vote with its tie rule."""
+"""Retry policy, server hints, rate limiter, cache, media selection, the majority vote with its tie rule, reply bounds
+and scales, and capability errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from mikupal.annotate.base import AnnotationRequest, AnnotatorConfigError, RolloutAnswer, aggregate
 from mikupal.annotate.cache import AnswerCache, cache_key
+from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError, parse_reply
 from mikupal.annotate.retry import (
     Failure,
     RateLimiter,
@@ -223,3 +225,85 @@ def test_backends_accept_stage_keys_and_reject_typos():
     assert backend.client is None  # nothing is loaded or connected before setup()
     with pytest.raises(AnnotatorConfigError, match="unknown setting.*temprature"):
         GeminiAnnotator(temprature=0.5)
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def test_timeouts_count_against_their_own_limit():
+    attempts = []
+    with pytest.raises(RetriesExhausted) as info:
+        call_with_retry(lambda: (_ for _ in ()).throw(TimeoutError("t")),
+                        lambda e: Failure(True, "timeout", timeout=True),
+                        RetryPolicy(max_attempts=6, initial_delay=0.0, jitter=0.0), sleep=lambda s: None,
+                        on_attempt=attempts.append)
+    assert attempts == [1, 2] and info.value.timeouts == 2 and "2 of them timed out" in str(info.value)
+    attempts.clear()
+    with pytest.raises(RetriesExhausted, match="gave up after 6 attempt"):  # 5xx still get every attempt
+        call_with_retry(lambda: (_ for _ in ()).throw(RuntimeError("500")), lambda e: Failure(True, "HTTP 500"),
+                        RetryPolicy(max_attempts=6, initial_delay=0.0, jitter=0.0), sleep=lambda s: None,
+                        on_attempt=attempts.append)
+    assert len(attempts) == 6
+    with pytest.raises(ValueError, match="max_timeouts"):
+        RetryPolicy(max_timeouts=0)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"label": "joy", "intensity": 7, "intensity_scale": 10, "rationale": "r"}', 0.7),
+    ('{"label": "joy", "intensity": 10, "intensity_scale": "1-10", "rationale": "r"}', 1.0),
+    ('{"label": "joy", "intensity": 3, "intensity_scale": [1, 5], "rationale": "r"}', 0.5),
+    ('{"label": "joy", "intensity": 50, "intensity_scale": {"min": 0, "max": 100}, "rationale": "r"}', 0.5),
+    ('{"label": "joy", "intensity": 0.4, "intensity_scale": "0 to 1", "rationale": "r"}', 0.4),
+])
+def test_an_intensity_is_rescaled_only_from_the_scale_the_reply_declares(reply, expected):
+    assert parse_reply(reply, MELD).intensity == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("reply, message", [
+    ('{"label": "joy", "intensity": 5.5, "rationale": "r"}', "from 0.0 to 1.0, got 5.5"),  # no scale: never guessed
+    ('{"label": "joy", "intensity": 12, "intensity_scale": 10, "rationale": "r"}', "outside the scale 0 to 10"),
+    ('{"label": "joy", "intensity": 3, "intensity_scale": "big", "rationale": "r"}', "is not a scale"),
+    ('{"label": "joy", "intensity": 3, "intensity_scale": [5, 5], "rationale": "r"}', "is not a scale"),
+    ('{"label": "joy", "intensity": NaN, "rationale": "r"}', "must be a number"),
+])
+def test_an_intensity_outside_0_1_without_a_usable_scale_is_an_error(reply, message):
+    with pytest.raises(ReplyValidationError, match=message):
+        parse_reply(reply, MELD)
+
+
+def test_the_rationale_bound_is_in_prompt_schema_and_validation():
+    v2, v1 = PromptTemplate.load("miku_pal_v2"), PromptTemplate.load("miku_pal_v1")
+    assert v2.version == "miku_pal_v2" and v2.rationale_max_chars == 200 and v2.fingerprint != v1.fingerprint
+    assert v2.schema(MELD)["properties"]["rationale"] == {"type": "string", "maxLength": 200}
+    assert "at most 200 characters" in v2.system_text(MELD, [], True)
+    assert "between 0.0 and 1.0 inclusive" in v2.correction_text("x", MELD) and "200" in v2.correction_text("x", MELD)
+    assert v1.rationale_max_chars is None and v1.schema(MELD)["properties"]["rationale"] == {"type": "string"}
+    ok = '{"label": "joy", "intensity": 0.5, "rationale": "%s"}'
+    assert v2.parse(ok % ("a" * 200), MELD).rationale == "a" * 200
+    with pytest.raises(ReplyValidationError, match="at most 200 characters, got 201"):
+        v2.parse(ok % ("a" * 201), MELD)
+    assert v1.parse(ok % ("a" * 1000), MELD).rationale == "a" * 1000  # v1 answers stay valid
+
+
+def test_a_truncated_reply_names_the_problem_once():
+    with pytest.raises(ReplyValidationError) as info:
+        parse_reply('{"label": "joy", "intensity": 0.5, "rationale": "and then and then', MELD)
+    message = str(info.value)
+    assert "not valid JSON (Unterminated string starting at: character" in message and "at at" not in message
+
+
+@pytest.mark.parametrize("message, modality", [
+    ("audio input is not supported - hint: if this is unexpected, you may need to provide the mmproj", "audio"),
+    ("image input is not supported - hint: if this is unexpected, you may need to provide the mmproj", "video"),
+    ("video input is not supported", "video"),
+    ("At most 0 audio(s) may be provided in one request.", "audio"),
+    ("Invalid content type. image_url is only supported by certain models.", "video"),
+    ("This model does not support audio input.", "audio"),
+    ("Qwen/Qwen2.5-7B-Instruct is not a multimodal model", "audio"),  # names none: the media that was sent
+    ("the request exceeds the available context size, try increasing it", None),
+    ("Invalid API Key", None),
+    ("Unsupported parameter: 'seed'", None),
+    ("Invalid value for input_audio format: 'ogg'", None),
+])
+def test_modality_not_supported_answers_are_recognised(message, modality):
+    from mikupal.annotate.api import unsupported_modality
+
+    assert unsupported_modality(message, {"audio", "text"}) == modality

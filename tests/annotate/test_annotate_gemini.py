@@ -271,3 +271,29 @@ def test_client_side_rate_limit_spaces_requests(stub, make, media_dir):
     arrivals = sorted(r.received for r in stub.generate_requests)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
     assert len(arrivals) == 5 and min(gaps) > 0.08
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def test_schema_bounds_the_rationale_and_the_correction_samples_differently(stub, make, media_dir):
+    stub.script(StubReply(text='{"label": "joy", "intensity": 10, "rationale": "r"}'))
+    answer = make().annotate(request(media_dir, text="so much joy"), 0)
+    assert answer.intensity == 0.6
+    first, second = stub.generate_requests
+    config = first.json["generationConfig"]
+    assert config["maxOutputTokens"] == 256
+    rationale = config["responseSchema"]["properties"]["rationale"]
+    assert int(rationale.get("maxLength", rationale.get("max_length"))) == 200  # the SDK sends the snake_case name
+    assert (config["temperature"], config["seed"]) == (0.0, 0)
+    again = second.json["generationConfig"]
+    assert (again["temperature"], again["seed"]) == (0.7, 1000)
+    assert again["responseSchema"] == config["responseSchema"]
+
+
+def test_an_unsupported_modality_is_a_capability_error_not_retried(stub, make, media_dir):
+    from mikupal.annotate.api import CapabilityError
+
+    stub.script(StubReply(status=400, body=gemini_error(400, "INVALID_ARGUMENT",
+                                                        "Audio input modality is not enabled for this model")))
+    with pytest.raises(CapabilityError, match="annotator.modalities") as info:
+        make().annotate(request(media_dir, face=False), 0)
+    assert info.value.modality == "audio" and len(stub.generate_requests) == 1

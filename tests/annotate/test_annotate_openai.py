@@ -169,3 +169,96 @@ def test_prices_apply_to_openai_usage(stub, make, media_dir):
     stub.script(StubReply(text=answer_json("joy"), input_tokens=2_000_000, output_tokens=1_000_000))
     answer = make(prices={"qwen2.5-omni-test": {"input": 0.5, "output": 1.5}}).annotate(request(media_dir), 0)
     assert answer.usage.cost_usd == pytest.approx(1.0 + 1.5)
+
+
+# ---------------------------------------------------------------------------------------------- issue 16: bounds,
+# corrections that can change the outcome, capability errors, the server's own messages
+LLAMACPP_AUDIO = {"error": {"code": 500, "message": "audio input is not supported - hint: if this is unexpected, "
+                            "you may need to provide the mmproj", "type": "server_error"}}
+
+
+def test_request_bounds_the_answer_by_default(stub, make, media_dir):
+    make().annotate(request(media_dir), 0)
+    body = stub.generate_requests[0].json
+    assert body["max_tokens"] == 256
+    rationale = body["response_format"]["json_schema"]["schema"]["properties"]["rationale"]
+    assert rationale == {"type": "string", "maxLength": 200}
+    assert "at most 200 characters" in body["messages"][0]["content"]
+
+
+def test_a_reply_over_the_bound_or_cut_off_is_corrected_and_says_why(stub, make, media_dir):
+    long = answer_json("joy", rationale="x" * 201)
+    stub.script(StubReply(text=long), StubReply(text='{"label": "joy", "intensity": 0.5, "rationale": "endless',
+                                                finish_reason="length"))
+    with pytest.raises(AnnotationError) as info:
+        make().annotate(request(media_dir), 0)
+    message = str(info.value)
+    assert "cut off at annotator.max_output_tokens=256" in message and "at at" not in message
+    assert "at most 200 characters, got 201" in stub.generate_requests[1].openai_messages[3]["content"]
+
+
+def test_the_correction_samples_differently_and_states_the_range(stub, make, media_dir):
+    stub.script(StubReply(text='{"label": "joy", "intensity": 5.5, "rationale": "big smile"}'))
+    answer = make().annotate(request(media_dir, text="what a joy"), 1)
+    assert answer.intensity == 0.6 and answer.usage.validation_retries == 1
+    first, second = stub.generate_requests
+    assert (first.json["temperature"], first.json["seed"]) == (0.0, 1)
+    assert (second.json["temperature"], second.json["seed"]) == (0.7, 1001)  # seed + rollout + 1 * offset
+    correction = second.openai_messages[3]["content"]
+    assert "got 5.5" in correction and "between 0.0 and 1.0 inclusive" in correction
+
+
+def test_an_intensity_on_a_declared_scale_is_rescaled_without_a_correction(stub, make, media_dir):
+    stub.script(StubReply(text='{"label": "joy", "intensity": 8, "intensity_scale": "0-10", "rationale": "r"}'))
+    answer = make(response_format="json_object").annotate(request(media_dir), 0)
+    assert answer.intensity == pytest.approx(0.8) and len(stub.generate_requests) == 1
+
+
+def test_timeouts_are_resent_once_not_max_attempts_times(stub, make, media_dir):
+    slow = StubReply(text=answer_json("joy"), delay=1.0)
+    stub.script(slow, slow, slow)
+    start = time.monotonic()
+    with pytest.raises(AnnotationError) as info:
+        make(timeout=0.3, retry={**FAST_RETRY, "max_attempts": 6}).annotate(request(media_dir), 0)
+    assert len(stub.generate_requests) == 2 and time.monotonic() - start < 2.0
+    message = str(info.value)
+    assert "gave up after 2 attempt(s), 2 of them timed out" in message
+    assert "annotator.timeout=0.3s" in message and "annotator.max_output_tokens=256" in message
+
+
+def test_a_modality_the_server_cannot_take_stops_without_retries_and_is_remembered(stub, make, media_dir):
+    from mikupal.annotate.api import CapabilityError
+
+    stub.script(StubReply(status=500, body=LLAMACPP_AUDIO))
+    annotator = make()
+    with pytest.raises(CapabilityError) as info:
+        annotator.annotate(request(media_dir, modalities=("audio", "text")), 0)
+    assert len(stub.generate_requests) == 1 and info.value.modality == "audio"  # not retried
+    message = str(info.value)
+    assert "audio input is not supported" in message and "Error code" not in message
+    assert "annotator.modalities=['audio', 'text'] sends audio" in message and "annotator.modalities=[text]" in message
+    # the next request with audio fails at once, without a request; text alone still works
+    with pytest.raises(CapabilityError, match="not sent"):
+        annotator.annotate(request(media_dir, modalities=("audio", "text"), text="again"), 0)
+    assert len(stub.generate_requests) == 1
+    assert annotator.annotate(request(media_dir, modalities=("text",)), 0).label == "joy"
+
+
+def test_http_errors_carry_the_servers_message_once(stub, make, media_dir):
+    from mikupal.annotate.api import FatalAPIError
+
+    stub.script(StubReply(status=401, body={"error": {"code": 401, "message": "Invalid API Key",
+                                                      "type": "authentication_error"}}))
+    with pytest.raises(FatalAPIError) as info:
+        make().annotate(request(media_dir), 0)
+    assert str(info.value).endswith("HTTP 401: Invalid API Key")
+
+
+def test_not_a_multimodal_model_points_at_the_media_the_request_sent(stub, make, media_dir):
+    from mikupal.annotate.api import CapabilityError
+
+    stub.script(StubReply(status=400, body=openai_error("Qwen/Qwen2.5-7B-Instruct is not a multimodal model",
+                                                        "invalid_request_error")))
+    with pytest.raises(CapabilityError, match="does not take audio input") as info:
+        make().annotate(request(media_dir, modalities=("audio", "text")), 0)
+    assert info.value.modality == "audio" and len(stub.generate_requests) == 1

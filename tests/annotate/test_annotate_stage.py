@@ -38,7 +38,7 @@ def test_pipeline_annotates_with_rollouts_votes_counters_and_a_free_rerun(stub, 
     for u in utterances:
         e = got[u.id]
         assert e["votes"] == [e["label"]] * 3
-        assert e["annotator"] == "gemini-2.0-flash-001" and e["prompt_version"] == "miku_pal_v1"
+        assert e["annotator"] == "gemini-2.0-flash-001" and e["prompt_version"] == "miku_pal_v2"
         assert 0 <= e["intensity"] <= 1 and e["rationale"]
     assert len(stub.generate_requests) == 18
     seeds = sorted(r.json["generationConfig"]["seed"] for r in stub.generate_requests)
@@ -202,7 +202,7 @@ def test_stage_driven_directly_without_prompt_or_stages_keys(stub, tmp_path):
     finally:
         stage.teardown()
     assert len(results) == 12 and all(isinstance(r, list) for r in results.values())
-    assert results["dia1_utt3"][0].emotion.prompt_version == "miku_pal_v1"
+    assert results["dia1_utt3"][0].emotion.prompt_version == "miku_pal_v2"
     sent = next(r for r in stub.generate_requests if 'en): "line 10"' in r.first_user_text)
     assert '- "line 9"' in sent.first_user_text  # natural order: utt9 precedes utt10 (not utt1)
     assert stub.inline_parts(sent) == []  # text only: no media, and no audio file was needed

@@ -159,3 +159,72 @@ def test_default_annotate_fn_extracts_audio_and_needs_faces_for_video(meld_dev, 
     assert report["video"]["n_labelled"] == 0 and report["video"]["n_failed_this_run"] == 2
     errors = list(iter_jsonl(tmp_path / "work" / "video" / "errors.jsonl"))
     assert "faces and asd stages" in errors[0]["message"]
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def annotate_with_counters(utterances, *, annotator_cfg, labels, modalities, work_dir, cfg):
+    """Like ``eval_helpers.annotate_utterances`` but yields each item's annotate.* counters too (as the stage does)."""
+    for utt, result in eval_helpers.annotate_utterances(utterances, annotator_cfg=annotator_cfg, labels=labels,
+                                                        modalities=modalities, work_dir=work_dir, cfg=cfg):
+        failed = isinstance(result, Exception)
+        yield utt, result, {"annotate.requests": 3 if failed else 1, "annotate.retries": 2 if failed else 0,
+                            "annotate.input_tokens": 100, "annotate.output_tokens": 0 if failed else 20,
+                            "annotate.cost_usd": 0.001}
+
+
+def test_the_report_counts_requests_tokens_retries_and_wall_time(meld_dev, tmp_path):
+    from eval.predict import incomplete
+
+    eval_helpers.FAIL_IDS.update({"dia0_utt1", "dia1_utt2"})
+    report = run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=test_eval_predict.annotate_with_counters"))
+    text = report["ablations"]["text"]
+    assert text["counters"] == {"annotate.cost_usd": 0.04, "annotate.input_tokens": 4000,
+                                "annotate.output_tokens": 38 * 20, "annotate.requests": 38 + 2 * 3,
+                                "annotate.retries": 4}
+    assert report["counters"] == text["counters"] and report["cost_usd"] == 0.04
+    assert text["n_attempted"] == 40 and text["stopped"] is None
+    assert text["wall_time_s"] > 0 and text["s_per_item"] == pytest.approx(text["wall_time_s"] / 40, abs=1e-3)
+    assert incomplete(report) is None  # some items failed, not all: a success with errors
+    # a rerun attempts only the two failed items; the counters are this invocation's
+    eval_helpers.FAIL_IDS.clear()
+    again = run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=test_eval_predict.annotate_with_counters"))
+    assert again["ablations"]["text"]["n_attempted"] == 2 and again["counters"]["annotate.requests"] == 2
+
+
+def test_a_stop_or_an_all_failed_ablation_is_incomplete_with_the_count(meld_dev, tmp_path):
+    from eval.cli import incomplete
+
+    stopped = run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=eval_helpers.annotate_then_crash"))
+    problem = incomplete("predict", stopped)
+    assert "ablation text stopped with 30 of 40 item(s) not labelled (ConnectionError: connection lost)" in problem
+    assert problem.count("rerun") == 1
+    eval_helpers.FAIL_IDS.update(f"dia{d}_utt{u}" for d in range(40) for u in range(40))
+    failed = run(_cfg(meld_dev, tmp_path / "b"))
+    assert "every item failed (40 of 40)" in incomplete("predict", failed)
+
+
+def test_mikupal_eval_exits_1_after_a_stop(meld_dev, tmp_path, monkeypatch, capsys):
+    import logging
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from eval.cli import main
+
+    root = logging.getLogger()  # the Hydra app configures logging; give the next tests theirs back
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+
+    GlobalHydra.instance().clear()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [
+        "mikupal-eval", "task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}",
+        f"out={tmp_path / 'predict.json'}", "predict.limit=12", "bootstrap.n_resamples=20",
+        "predict.annotate_fn=eval_helpers.annotate_then_crash", "+annotator._target_=eval_helpers.KeywordAnnotator",
+        "+annotator.modalities=[text]"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1
+    report = json.loads((tmp_path / "predict.json").read_text())  # the report is still written
+    assert report["ablations"]["text"]["n_labelled"] == 10 and report["ablations"]["text"]["stopped"]
+    assert "did not finish: ablation text stopped with 2 of 12 item(s) not labelled" in capsys.readouterr().err
