@@ -94,7 +94,7 @@ class SiteResult:
 
 # ------------------------------------------------------------------------------------------------ paths
 #: An absolute path (POSIX, home-relative or Windows) that is not part of a relative path or a URL.
-_ABS_PATH = re.compile(r"(?<![\w.\-~:/\\])(?:~|[A-Za-z]:)?[/\\](?:[^\s\"'<>|*?/\\]+[/\\])*[^\s\"'<>|*?/\\,;)]*")
+_ABS_PATH = re.compile(r"(?<![\w.\-~:/\\<])(?:~|[A-Za-z]:)?[/\\](?:[^\s\"'<>|*?/\\]+[/\\])*[^\s\"'<>|*?/\\,;)]+")
 
 
 def scrub_paths(text: str) -> str:
