@@ -80,7 +80,7 @@ def draw_all(rows: list[dict[str, Any]], labels: list[str], colors: dict[str, st
 
     counts = Counter(r["label"] for r in rows if r["label"] is not None)
     if counts:
-        fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.28 * len(labels)), layout="constrained")
+        fig, ax = plt.subplots(figsize=(5.2, 1.0 + 0.22 * len(labels)), layout="constrained")
         ax.barh(labels[::-1], [counts[lab] for lab in labels[::-1]], color=[colors[lab] for lab in labels[::-1]])
         for y, lab in enumerate(labels[::-1]):
             ax.text(counts[lab], y, f" {counts[lab]:,}", va="center", fontsize=8)

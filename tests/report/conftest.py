@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +118,33 @@ def chromium():
         pytest.skip("system Chromium not installed: apt-get install chromium (scripts/setup.sh installs it)")
     with chromium_page() as page:
         yield page
+
+
+def _fast_pipeline(video: Path, run: Path) -> dict:
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.config import compose_pipeline
+
+    return run_pipeline(compose_pipeline(
+        f"input={video}", f"run_dir={run}", "separate=passthrough", "vad=energy",
+        "stages=[extract,separate,vad,filter]", "filter.require_text=false", "fail_fast=true"))
+
+
+def make_in_progress(run: Path, keep_stages: set[str]) -> None:
+    """What a run killed before the stages outside ``keep_stages`` started leaves behind."""
+    for name in ("utterances.jsonl", "summary.json", "errors.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    for marker in run.glob("_SHARD_DONE.*"):
+        marker.unlink()
+    for stage in ("extract", "separate", "vad", "filter"):
+        if stage not in keep_stages:
+            shutil.rmtree(run / stage, ignore_errors=True)
+    for audio in (run / "audio").glob("*") if "vad" not in keep_stages else []:
+        audio.unlink()
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(speech_video, tmp_path_factory) -> tuple[Path, dict]:
+    """A real (fast) pipeline run over the LibriVox face video: extract, passthrough, energy VAD, filter."""
+    video, _ = speech_video
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    return run, _fast_pipeline(video, run)

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, write_report_run
+from conftest import HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, write_report_run
 
 from mikupal.report import ReportError, ReportOptions, build_report, load_run
 from mikupal.report.site import scrub_paths
@@ -168,36 +168,6 @@ def test_scrub_paths_keeps_relative_paths_and_urls():
     assert scrub_paths(r"C:\Users\bob\v.mp4 and ~/clips/z.mp4") == "v.mp4 and z.mp4"
 
 
-def _fast_pipeline(video: Path, run: Path) -> dict:
-    from mikupal.runner import run_pipeline
-    from mikupal.testing.config import compose_pipeline
-
-    return run_pipeline(compose_pipeline(
-        f"input={video}", f"run_dir={run}", "separate=passthrough", "vad=energy",
-        "stages=[extract,separate,vad,filter]", "filter.require_text=false", "fail_fast=true"))
-
-
-def _make_in_progress(run: Path, keep_stages: set[str]) -> None:
-    """What a run killed before the stages outside ``keep_stages`` started leaves behind."""
-    for name in ("utterances.jsonl", "summary.json", "errors.jsonl"):
-        (run / name).unlink(missing_ok=True)
-    for marker in run.glob("_SHARD_DONE.*"):
-        marker.unlink()
-    for stage in ("extract", "separate", "vad", "filter"):
-        if stage not in keep_stages:
-            shutil.rmtree(run / stage, ignore_errors=True)
-    for audio in (run / "audio").glob("*") if "vad" not in keep_stages else []:
-        audio.unlink()
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(speech_video, tmp_path_factory) -> tuple[Path, dict]:
-    """A real (fast) pipeline run over the LibriVox face video: extract, passthrough, energy VAD, filter."""
-    video, _ = speech_video
-    run = tmp_path_factory.mktemp("pipeline") / "run"
-    return run, _fast_pipeline(video, run)
-
-
 def test_finished_real_run(pipeline_run, tmp_path):
     run, summary = pipeline_run
     out = tmp_path / "site"
@@ -215,7 +185,7 @@ def test_run_in_progress_reports_the_latest_stage(pipeline_run, tmp_path):
     done, _ = pipeline_run
     run = tmp_path / "run"
     shutil.copytree(done, run)
-    _make_in_progress(run, {"extract", "separate", "vad"})
+    make_in_progress(run, {"extract", "separate", "vad"})
     vad_lines = [json.loads(x) for p in sorted((run / "vad").glob("part-*.jsonl")) if p.name.count(".") == 1
                  for x in p.read_text().splitlines()]
     data = load_run(run)
@@ -231,7 +201,7 @@ def test_run_in_progress_reports_the_latest_stage(pipeline_run, tmp_path):
     assert index["complete"] is False
 
     # killed earlier: only extract has finished items -> a report with no utterances, still incomplete
-    _make_in_progress(run, {"extract"})
+    make_in_progress(run, {"extract"})
     data = load_run(run)
     assert not data.complete and data.items == [] and "no utterances yet" in data.status
     assert ("hours in", "0.009") in data.overview
@@ -244,7 +214,7 @@ def test_an_unfinished_item_is_not_reported(pipeline_run, tmp_path):
     done, _ = pipeline_run
     run = tmp_path / "run"
     shutil.copytree(done, run)
-    _make_in_progress(run, {"extract", "separate", "vad"})
+    make_in_progress(run, {"extract", "separate", "vad"})
     for path in (run / "vad").glob("part-*.done.jsonl"):
         path.write_text("")
     data = load_run(run)
