@@ -21,14 +21,16 @@ import html
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 MARKER = "report.json"
 GENERATOR = "mikupal-report"
 MEDIA_MODES = ("link", "copy", "relative", "none")
+#: From this many utterances on, the figures are drawn in a child process while the media and data are written.
+PARALLEL_PLOTS_MIN_ROWS = 1000
 
 
 @dataclass
@@ -53,7 +57,7 @@ class ReportOptions:
     max_errors_listed: int = 200
     bins: int = 20
     videos_per_timeline: int = 25
-    max_timeline_videos: int = 200
+    max_timeline_videos: int = 50
 
     def __post_init__(self) -> None:
         if self.media not in MEDIA_MODES:
@@ -74,7 +78,7 @@ class ReportOptions:
             max_errors_listed=int(cfg.get("max_errors_listed", 200)),
             bins=int(plots.get("bins", 20)),
             videos_per_timeline=int(plots.get("videos_per_timeline", 25)),
-            max_timeline_videos=int(plots.get("max_timeline_videos", 200)),
+            max_timeline_videos=int(plots.get("max_timeline_videos", 50)),
         )
 
 
@@ -114,64 +118,90 @@ def source_name(source: Any, publish: bool) -> str | None:
     return source if publish else re.split(r"[/\\]", source.rstrip("/\\"))[-1]
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._/~-]*$")
+
+
 class MediaPlacer:
     """Puts an utterance's media where the site can reach it by a relative path, as ``media`` says."""
 
     def __init__(self, out: Path, mode: str, prefixes: dict[Path, str]) -> None:
-        self.out, self.mode, self.prefixes = out, mode, prefixes
+        self.out, self.mode = str(out), mode
+        self.prefixes = {str(k): v for k, v in prefixes.items()}
         self.placed = 0
         self.missing = 0
+        self._dirs: set[str] = set()
 
     def place(self, run_dir: Path, relative: Any, what: str) -> tuple[str | None, str | None]:
         """Returns ``(href, None)`` for a reachable file, ``(None, why)`` when it cannot be shown, ``(None, None)``
-        when the record names no file."""
+        when the record names no file. (Plain strings rather than pathlib: this runs twice per utterance.)"""
         if not isinstance(relative, str) or not relative:
             return None, None
-        rel = PurePosixPath(relative.replace("\\", "/"))
-        if rel.is_absolute() or ".." in rel.parts or re.match(r"^[A-Za-z]:", relative):
+        rel = relative.replace("\\", "/")
+        if rel.startswith("/") or ".." in rel.split("/") or _DRIVE.match(rel):
             self.missing += 1
             return None, f"{what} path is not inside the run directory"
-        src = run_dir / rel
-        if not src.is_file():
+        root = str(run_dir)
+        src = os.path.join(root, rel)
+        if self.mode in ("link", "copy"):
+            prefix = self.prefixes.get(root, "")
+            href = f"media/{prefix}/{rel}" if prefix else f"media/{rel}"
+            found = self._put(src, os.path.join(self.out, href))
+        else:
+            found = os.path.isfile(src)
+            href = os.path.relpath(src, self.out).replace(os.sep, "/")
+        if not found:
             self.missing += 1
             return None, f"{what} {rel} is missing"
         if self.mode == "none":
             return None, f"{what} not included in this report (media=none)"
-        if self.mode == "relative":
-            href = PurePosixPath(os.path.relpath(src, self.out)).as_posix()
-        else:
-            href_path = PurePosixPath("media", self.prefixes.get(run_dir, ""), rel)
-            self._put(src, self.out / href_path)
-            href = href_path.as_posix()
         self.placed += 1
-        return quote(href), None
+        return (href if _URL_SAFE.match(href) else quote(href)), None
 
-    def _put(self, src: Path, dst: Path) -> None:
-        if dst.exists():
-            try:
-                if os.path.samefile(src, dst):
-                    return
-                s, d = src.stat(), dst.stat()
-                if self.mode == "copy" and s.st_size == d.st_size and d.st_mtime >= s.st_mtime:
-                    return
-            except OSError:
-                pass
-            dst.unlink()
-        dst.parent.mkdir(parents=True, exist_ok=True)
+    def _put(self, src: str, dst: str) -> bool:
+        """Hard-link (``link``) or copy ``src`` to ``dst`` unless ``dst`` already is that file; False if src is
+        missing. The common case (a new site, one filesystem) costs one ``link`` call per file."""
+        folder = os.path.dirname(dst)
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
         if self.mode == "link":
             try:
                 os.link(src, dst)
-                return
+                return True
+            except FileNotFoundError:
+                return os.path.isfile(src) and self._copy(src, dst)  # src missing (or dst's folder vanished)
+            except FileExistsError:
+                if os.path.samefile(src, dst):
+                    return True
+                os.unlink(dst)
+                return self._put(src, dst)
             except OSError:  # another filesystem, or links not allowed: copy instead
                 pass
+        if not os.path.isfile(src):
+            return False
+        if os.path.exists(dst):
+            s, d = os.stat(src), os.stat(dst)
+            if os.path.samefile(src, dst) or (s.st_size == d.st_size and d.st_mtime >= s.st_mtime):
+                return True
+            os.unlink(dst)
+        return self._copy(src, dst)
+
+    @staticmethod
+    def _copy(src: str, dst: str) -> bool:
         shutil.copy2(src, dst)
+        return True
 
 
 # ------------------------------------------------------------------------------------------------ rows
 def _num(value: Any, digits: int = 4) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return round(float(value), digits)
+    """A finite number rounded to ``digits``, else ``None`` (booleans, strings, NaN and infinities are absent)."""
+    kind = type(value)
+    if kind is float:
+        return round(value, digits) if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
+    return None
 
 
 def _str(value: Any) -> str | None:
@@ -182,12 +212,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def site_row(n: int, item: Item, media: MediaPlacer, publish: bool) -> dict[str, Any]:
-    """The browser's view of one utterance: plain values, media as site-relative hrefs, absent parts ``None``."""
+def record_values(n: int, item: Item, publish: bool) -> dict[str, Any]:
+    """The browser's view of one utterance, without its media: plain values, absent parts ``None``."""
     r = item.record
     emo, face, speaker, quality = (_dict(r.get(k)) for k in ("emotion", "face", "speaker", "quality"))
-    audio, audio_missing = media.place(item.run_dir, r.get("audio"), "audio")
-    clip, clip_missing = media.place(item.run_dir, face.get("clip"), "face clip")
     votes = emo.get("votes")
     scores = emo.get("scores")
     q = {str(k): _num(v, 3) for k, v in quality.items() if _num(v) is not None}
@@ -214,11 +242,26 @@ def site_row(n: int, item: Item, media: MediaPlacer, publish: bool) -> dict[str,
         "face": bool(face),
         "asd_score": _num(face.get("asd_score"), 3),
         "quality": q or None,
-        "audio": audio,
-        "audio_missing": audio_missing,
-        "clip": clip,
-        "clip_missing": clip_missing,
     }
+
+
+def add_media(row: dict[str, Any], item: Item, media: MediaPlacer) -> dict[str, Any]:
+    """Add the row's media hrefs (or why there is none), placing the files as ``media`` says."""
+    face = _dict(item.record.get("face"))
+    row["audio"], row["audio_missing"] = media.place(item.run_dir, item.record.get("audio"), "audio")
+    row["clip"], row["clip_missing"] = media.place(item.run_dir, face.get("clip"), "face clip")
+    return row
+
+
+def site_row(n: int, item: Item, media: MediaPlacer, publish: bool) -> dict[str, Any]:
+    """The browser's view of one utterance: plain values, media as site-relative hrefs, absent parts ``None``."""
+    return add_media(record_values(n, item, publish), item, media)
+
+
+def _draw_figures(rows: list[dict[str, Any]], labels: list[str], colors: dict[str, str], out: Path,
+                  options: ReportOptions) -> list[Figure]:
+    return draw_all(rows, labels, colors, out, bins=options.bins, videos_per_timeline=options.videos_per_timeline,
+                    max_timeline_videos=options.max_timeline_videos)
 
 
 def _js_call(function: str, *args: Any) -> str:
@@ -364,39 +407,14 @@ def _asset(name: str) -> str:
     return resources.files("mikupal.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOptions | None = None) -> SiteResult:
-    """Write the report site of ``data`` into ``out`` (new, empty, or a previous report, which is replaced).
-
-    Raises:
-        ReportError: ``out`` is unusable or an option is invalid.
-    """
-    t0 = time.perf_counter()
-    options = options or ReportOptions()
-    out = Path(out).expanduser().resolve()
-    _check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in ("data", "plots", "assets"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    if options.media in ("relative", "none"):
-        shutil.rmtree(out / "media", ignore_errors=True)
-    (out / "data").mkdir()
-    (out / "assets").mkdir()
-
-    run_dirs = list(dict.fromkeys(item.run_dir for item in data.items))
+def _write_data(rows: list[dict[str, Any]], items: list[Item], data: ReportData, labels: list[str],
+                label_counts: dict[str, int], colors: dict[str, str], out: Path, options: ReportOptions) -> MediaPlacer:
+    """Place the media of every row and write ``data/``: the chunks and the index."""
+    run_dirs = list(dict.fromkeys(item.run_dir for item in items))
     prefixes = {rd: (f"run{k + 1}" if len(run_dirs) > 1 else "") for k, rd in enumerate(run_dirs)}
     media = MediaPlacer(out, options.media, prefixes)
-    rows = [site_row(n, item, media, options.publish_source_paths) for n, item in enumerate(data.items)]
-    t_rows = time.perf_counter()
-
-    label_counts: dict[str, int] = {}
-    for r in rows:
-        if r["label"] is not None:
-            label_counts[r["label"]] = label_counts.get(r["label"], 0) + 1
-    labels = sorted(label_counts, key=lambda lab: (-label_counts[lab], lab))
-    colors = label_colors(labels)
-    figures = draw_all(rows, labels, colors, out, bins=options.bins, videos_per_timeline=options.videos_per_timeline,
-                       max_timeline_videos=options.max_timeline_videos)
-    t_plots = time.perf_counter()
+    for row, item in zip(rows, items):
+        add_media(row, item, media)
 
     chunk = options.chunk_size
     n_chunks = (len(rows) + chunk - 1) // chunk
@@ -428,6 +446,52 @@ def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOpt
         "col_confidence": [r["confidence"] for r in rows],
     }
     (out / "data" / "index.js").write_text(_js_call("MIKU.setIndex", index), encoding="utf-8")
+    return media
+
+
+def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOptions | None = None) -> SiteResult:
+    """Write the report site of ``data`` into ``out`` (new, empty, or a previous report, which is replaced).
+
+    Raises:
+        ReportError: ``out`` is unusable or an option is invalid.
+    """
+    t0 = time.perf_counter()
+    options = options or ReportOptions()
+    out = Path(out).expanduser().resolve()
+    _check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "plots", "assets"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    if options.media in ("relative", "none"):
+        shutil.rmtree(out / "media", ignore_errors=True)
+    (out / "data").mkdir()
+    (out / "assets").mkdir()
+
+    rows = [record_values(n, item, options.publish_source_paths) for n, item in enumerate(data.items)]
+    label_counts: dict[str, int] = {}
+    for r in rows:
+        if r["label"] is not None:
+            label_counts[r["label"]] = label_counts.get(r["label"], 0) + 1
+    labels = sorted(label_counts, key=lambda lab: (-label_counts[lab], lab))
+    colors = label_colors(labels)
+
+    # Large reports: the figures are drawn in a child process while this one places the media and writes data/.
+    pool = None
+    parallel = (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if parallel and len(rows) >= PARALLEL_PLOTS_MIN_ROWS:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        # (a copy: the pool pickles its arguments in a thread while add_media changes the rows)
+        future = (pool.submit(_draw_figures, [dict(r) for r in rows], labels, colors, out, options)
+                  if pool is not None else None)
+        media = _write_data(rows, data.items, data, labels, label_counts, colors, out, options)
+        t_data = time.perf_counter()
+        figures = future.result() if future is not None else _draw_figures(rows, labels, colors, out, options)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    t_plots = time.perf_counter()
+
     for name in ("report.js", "report.css"):
         (out / "assets" / name).write_text(_asset(name), encoding="utf-8")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -439,7 +503,7 @@ def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOpt
         "title": data.title,
         "complete": data.complete,
         "utterances": len(rows),
-        "chunks": n_chunks,
+        "chunks": (len(rows) + options.chunk_size - 1) // options.chunk_size,
         "media": options.media,
         "media_files": media.placed,
         "missing_media": media.missing,
@@ -447,9 +511,10 @@ def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOpt
         "figures": [f.file for f in figures if f.file],
     }
     (out / MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    result = SiteResult(out, page, len(rows), n_chunks, media.placed, media.missing, figures,
+    result = SiteResult(out, page, len(rows), meta["chunks"], media.placed, media.missing, figures,
                         time.perf_counter() - t0)
-    log.info("report of %d utterance(s) written to %s in %.2f s (rows+media %.2f s, plots %.2f s); %d media "
-             "file(s), %d missing", len(rows), out, result.seconds, t_rows - t0, t_plots - t_rows, media.placed,
+    log.info("report of %d utterance(s) written to %s in %.2f s (media and data files %.2f s, figures %s %.2f s "
+             "more); %d media file(s), %d missing", len(rows), out, result.seconds, t_data - t0,
+             "in a child process:" if pool is not None else "after them:", t_plots - t_data, media.placed,
              media.missing)
     return result

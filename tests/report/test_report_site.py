@@ -257,3 +257,15 @@ def test_cli_writes_a_report_and_refuses_bad_input(rich_run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mikupal.report.cli", f"run_dir={tmp_path / 'missing'}",
                           f"out={tmp_path / 'o2'}"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "no such directory" in bad.stderr
+
+
+def test_figures_drawn_in_a_child_process_equal_those_drawn_in_process(rich_run, tmp_path, monkeypatch):
+    import mikupal.report.site as site
+
+    inline = build_report(rich_run.path, tmp_path / "inline")
+    monkeypatch.setattr(site, "PARALLEL_PLOTS_MIN_ROWS", 1)
+    child = build_report(rich_run.path, tmp_path / "child")
+    assert [(f.file, f.caption) for f in child.figures] == [(f.file, f.caption) for f in inline.figures]
+    for f in inline.figures:
+        if f.file:
+            assert (tmp_path / "child" / f.file).read_bytes() == (tmp_path / "inline" / f.file).read_bytes()

@@ -29,6 +29,7 @@
   function fmt(x, digits) { return x === null || x === undefined ? "–" : Number(x).toFixed(digits); }
 
   M.addChunk = function (n, rows) {
+    if (n === 1) performance.mark("miku-chunk-1");
     chunks[n] = rows;
     if (waiting[n]) { waiting[n].resolve(rows); }
   };
@@ -201,6 +202,10 @@
       rows.textContent = "";
       rows.appendChild(frag);
       rows.setAttribute("data-ready", "yes");
+      if (!performance.getEntriesByName("miku-first-page").length) {
+        performance.mark("miku-first-page");  // in the DOM; the next frame after it has been painted
+        requestAnimationFrame(function () { setTimeout(function () { performance.mark("miku-first-paint"); }, 0); });
+      }
     }, showError);
   }
 
@@ -257,6 +262,7 @@
   }
 
   M.setIndex = function (value) {
+    performance.mark("miku-index");
     index = value;
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
     else start();
