@@ -248,9 +248,12 @@ def test_cli_writes_a_report_and_refuses_bad_input(rich_run, tmp_path):
     out = tmp_path / "site"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run([sys.executable, "-m", "mikupal.report.cli", f"run_dir={rich_run.path}", f"out={out}",
-                         "page_size=10", "title=My run"], capture_output=True, text=True, env=env, timeout=300)
+                         "page_size=10", "title=My run"], capture_output=True, text=True, env=env, timeout=300,
+                        cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "report written: file://" in ok.stdout and "15 utterances" in ok.stdout
+    assert ok.stdout.startswith("report written: file://") and "15 utterances" in ok.stdout
+    assert len(ok.stdout.splitlines()) == 1 and "written to" in ok.stderr  # the result on stdout, logs on stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no log file or outputs/ folder
     assert "<title>My run</title>" in (out / "index.html").read_text(encoding="utf-8")
     (index,) = read_call(out / "data" / "index.js", "MIKU.setIndex")
     assert index["page_size"] == 10
