@@ -65,7 +65,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _histogram(values: dict[str, list[float]], title: str, xlabel: str, bins: int, value_range: tuple[float, float] | None,
-               path: Path) -> None:
+               path: Path, legend: bool = False) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.0))
     fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.16)  # fixed margins: a layout engine costs more
@@ -75,7 +75,8 @@ def _histogram(values: dict[str, list[float]], title: str, xlabel: str, bins: in
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("utterances")
-    ax.legend(fontsize=8, frameon=False)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
     _save(fig, path)
 
 
@@ -129,7 +130,8 @@ def draw_all(rows: list[dict[str, Any]], labels: list[str], colors: dict[str, st
                for k in QUALITY_KEYS}
     quality = {k: v for k, v in quality.items() if v}
     if quality:
-        _histogram(quality, "Speech quality (DNSMOS)", "MOS (1..5)", bins, (1.0, 5.0), plots / "hist_quality.svg")
+        _histogram(quality, "Speech quality (DNSMOS)", "MOS (1..5)", bins, (1.0, 5.0), plots / "hist_quality.svg",
+                   legend=True)
         n = sum(1 for r in rows if r["quality"])
         figures.append(Figure("Speech quality", "plots/hist_quality.svg", f"{n:,} of {len(rows):,} utterances scored"))
     else:
@@ -157,7 +159,7 @@ def _timelines(rows: list[dict[str, Any]], colors: dict[str, str], plots: Path, 
     none_color = "#9e9e9e"
     for k in range(0, len(shown), per_figure):
         videos = shown[k:k + per_figure]
-        height = 0.9 + 0.32 * len(videos)
+        height = 0.9 + 0.22 * len(videos)
         fig, ax = plt.subplots(figsize=(9.0, height))
         # fixed margins instead of a layout engine: measuring every tick label is what makes big figures slow
         fig.subplots_adjust(left=0.24, right=0.84, top=1 - 0.35 / height, bottom=0.5 / height)
