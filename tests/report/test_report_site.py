@@ -272,3 +272,20 @@ def test_figures_drawn_in_a_child_process_equal_those_drawn_in_process(rich_run,
     for f in inline.figures:
         if f.file:
             assert (tmp_path / "child" / f.file).read_bytes() == (tmp_path / "inline" / f.file).read_bytes()
+
+
+def test_link_falls_back_to_copy_across_filesystems(rich_run, tmp_path, monkeypatch):
+    import errno
+
+    import mikupal.report.site as site
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(site.os, "link", no_link)
+    out = tmp_path / "site"
+    result = build_report(rich_run.path, out)
+    _, rows = site_rows(out)
+    placed = [out / r[k] for r in rows for k in ("audio", "clip") if r[k]]
+    assert len(placed) == result.media_files == 14 + 13 and result.missing_media == 2  # audio, clips
+    assert all(p.is_file() and p.stat().st_nlink == 1 for p in placed)
