@@ -215,7 +215,8 @@ def _dict(value: Any) -> dict[str, Any]:
 def record_values(n: int, item: Item, publish: bool) -> dict[str, Any]:
     """The browser's view of one utterance, without its media: plain values, absent parts ``None``."""
     r = item.record
-    emo, face, speaker, quality = (_dict(r.get(k)) for k in ("emotion", "face", "speaker", "quality"))
+    emo, face = _dict(r.get("emotion")), _dict(r.get("face"))
+    speaker, quality = _dict(r.get("speaker")), _dict(r.get("quality"))
     votes = emo.get("votes")
     scores = emo.get("scores")
     q = {str(k): _num(v, 3) for k, v in quality.items() if _num(v) is not None}
