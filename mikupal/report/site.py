@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -478,7 +479,9 @@ def write_site(data: ReportData, out: str | os.PathLike[str], options: ReportOpt
 
     # Large reports: the figures are drawn in a child process while this one places the media and writes data/.
     pool = None
-    parallel = (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    # (fork only from a single-threaded process: a lock another thread holds would stay held in the child)
+    parallel = ((os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+                and threading.active_count() == 1)
     if parallel and len(rows) >= PARALLEL_PLOTS_MIN_ROWS:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
     try:

@@ -262,12 +262,17 @@ def test_cli_writes_a_report_and_refuses_bad_input(rich_run, tmp_path):
     assert bad.returncode == 2 and "no such directory" in bad.stderr
 
 
-def test_figures_drawn_in_a_child_process_equal_those_drawn_in_process(rich_run, tmp_path, monkeypatch):
+def test_figures_drawn_in_a_child_process_equal_those_drawn_in_process(rich_run, tmp_path, monkeypatch, caplog):
+    import threading
+
     import mikupal.report.site as site
 
     inline = build_report(rich_run.path, tmp_path / "inline")
     monkeypatch.setattr(site, "PARALLEL_PLOTS_MIN_ROWS", 1)
-    child = build_report(rich_run.path, tmp_path / "child")
+    with caplog.at_level("INFO", logger="mikupal.report.site"):
+        child = build_report(rich_run.path, tmp_path / "child")
+    used_child = "in a child process" in caplog.text
+    assert used_child == (threading.active_count() == 1)
     assert [(f.file, f.caption) for f in child.figures] == [(f.file, f.caption) for f in inline.figures]
     for f in inline.figures:
         if f.file:
