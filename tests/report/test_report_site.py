@@ -12,30 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, write_report_run
+from report_testkit import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
+                            write_report_run)
 
 from mikupal.report import ReportError, ReportOptions, build_report, load_run
 from mikupal.report.site import scrub_paths
 
 REPO = Path(__file__).resolve().parents[2]
 TEXT_SUFFIXES = {".html", ".js", ".css", ".json", ".svg"}
-
-
-def read_call(path: Path, function: str) -> list:
-    """The JSON arguments of the one ``function(...)`` call a data file makes."""
-    text = path.read_text(encoding="utf-8").strip()
-    assert text.startswith(function + "(") and text.endswith(");"), text[:80]
-    return json.loads("[" + text[len(function) + 1:-2] + "]")
-
-
-def site_rows(out: Path) -> tuple[dict, list[dict]]:
-    (index,) = read_call(out / "data" / "index.js", "MIKU.setIndex")
-    rows = []
-    for k in range(1, index["chunks"] + 1):
-        n, chunk = read_call(out / "data" / f"chunk-{k:04d}.js", "MIKU.addChunk")
-        assert n == k
-        rows += chunk
-    return index, rows
 
 
 def manifest(run: Path) -> list[dict]:
