@@ -5,6 +5,7 @@ A Hydra app over ``conf/build.yaml``::
     mikupal-build run_dir=runs/a output_dir=emobench
     mikupal-build run_dir=[runs/a,runs/b] output_dir=emobench labels=meld7 lenient=true
     mikupal-build run_dir=runs/a output_dir=emobench push_to_hub=ORG/NAME hub.private=false
+    mikupal-build run_dir=runs/a output_dir=emobench report=true     # also OUT/report/index.html (mikupal.report)
 
 Exit status: 0 on success, 2 when the build is refused (bad input in strict mode, bad configuration, unusable
 output folder, no token for the Hub); the message says what to fix.
@@ -12,9 +13,11 @@ output folder, no token for the Hub); the message says what to fix.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -35,6 +38,7 @@ class BuildOutcome:
 
     export: ExportResult
     pushed: Any = None
+    report: Any = None  # mikupal.report.SiteResult when report=true
 
 
 def _container(value: Any) -> Any:
@@ -85,6 +89,8 @@ def run(cfg: DictConfig) -> BuildOutcome:
         card=CardOptions(**_container(cfg.card)),
     )
     outcome = BuildOutcome(export=result)
+    if cfg.get("report"):
+        outcome.report = write_dataset_report(result, cfg)
     if cfg.push_to_hub:
         outcome.pushed = push_folder(
             result.output_dir,
@@ -94,6 +100,51 @@ def run(cfg: DictConfig) -> BuildOutcome:
             commit_message=str(cfg.hub.commit_message),
         )
     return outcome
+
+
+def write_dataset_report(result: ExportResult, cfg: DictConfig) -> Any:
+    """The static report site (:mod:`mikupal.report`) of a built dataset, in ``report_site.out`` (default OUT/report).
+
+    It shows the utterances that went into the dataset, each with its split, their media from the run directories,
+    and what the build left out (counts per reason, and the first offending lines as errors).
+    """
+    from mikupal.report import Item, ReportData, ReportOptions, write_site
+
+    report = result.report
+    assert report is not None
+    site_cfg = cfg.report_site
+    options = ReportOptions.from_config(site_cfg)
+    items = []
+    for split in SPLITS:
+        for chunk in report.plan.get(split, []):
+            with open(chunk["manifest"], "rb") as f:
+                for offset in chunk["offsets"]:
+                    f.seek(offset)
+                    items.append(Item(Path(chunk["run_dir"]), json.loads(f.readline()), split))
+    st = report.stats
+    overview = [("utterances", f"{st.total:,}"), ("hours", f"{st.total_seconds / 3600:.3f}"),
+                ("label set", report.label_set.name), ("run directories", f"{len(report.run_dirs)}")]
+    overview += [(f"{split} utterances / hours", f"{st.split_counts[split]:,} / {st.split_seconds[split] / 3600:.3f}")
+                 for split in SPLITS if st.split_counts[split]]
+    errors = [{"stage": "build", "item_id": f"{Path(p.file).parent.name}/{Path(p.file).name}:{p.line}",
+               "error_type": p.reason, "message": p.detail, "source": None}
+              for problems in report.problems.values() for p in problems]
+    data = ReportData(
+        title=site_cfg.get("title") or f"MIKU-EmoBench build {result.output_dir.name}",
+        complete=True,
+        status=f"Built dataset: {st.total:,} utterances from {report.lines:,} manifest lines of "
+               f"{len(report.run_dirs)} run director{'y' if len(report.run_dirs) == 1 else 'ies'}.",
+        overview=overview,
+        drops={str(k): int(v) for k, v in sorted(report.counts.items())},
+        drops_title="Left out of the dataset, by reason",
+        errors=errors[:options.max_errors_listed],
+        error_count=len(errors),
+        items=items,
+        notes=["The errors below are the first offending manifest lines of each reason the build left out."]
+        if errors else [],
+    )
+    out = site_cfg.get("out") or result.output_dir / "report"
+    return write_site(data, out, options)
 
 
 def summary(outcome: BuildOutcome, push_to_hub: str | None = None) -> str:
@@ -115,6 +166,8 @@ def summary(outcome: BuildOutcome, push_to_hub: str | None = None) -> str:
         left = ", ".join(f"{name} {n:,}" for name, n in sorted(report.counts.items()))
         lines.append(f"  left out: {left}")
     lines.append(f"  load with: datasets.load_dataset({str(result.output_dir)!r})")
+    if outcome.report is not None:
+        lines.append(f"  report: {outcome.report.index.as_uri()}")
     if push_to_hub:
         lines.append(f"  uploaded to https://huggingface.co/datasets/{push_to_hub}")
     return "\n".join(lines)

