@@ -312,6 +312,7 @@ class Utterance:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Utterance":
+        data = {"speaker": None, "quality": None, **data}  # manifests older than these fields lack the keys
         _check_keys(cls, data)
         return cls(
             **{

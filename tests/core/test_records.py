@@ -104,3 +104,10 @@ def test_manifest_writer_appends_and_reader_tolerates_only_a_truncated_tail(tmp_
     bad.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
     with pytest.raises(ManifestError, match="bad.jsonl:2"):
         list(iter_jsonl(bad))
+
+
+def test_manifests_older_than_the_tts_fields_still_load():
+    d = _utterance().to_dict()
+    del d["speaker"], d["quality"], d["emotion"]["confidence"]
+    u = Utterance.from_dict(d)
+    assert u.speaker is None and u.quality is None and u.emotion.confidence is None
