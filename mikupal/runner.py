@@ -311,12 +311,13 @@ class PipelineRunner:
             index = self.stage_names.index(name)
             stage = load_stage(name, self.cfg)
             store = self.layout.store(name, rank, world_size)
+            items = self._inputs(index, videos, rank, world_size)
             try:
-                self._run_stage(stage, store, self._inputs(index, videos, rank, world_size), progress, num_gpus)
+                self._run_stage(stage, store, items, progress, num_gpus)
             except StopStage as e:
-                done = len(store.own_done_keys())
+                done = len(set(store.done_entries()) & {Stage.item_key(i) for i in items})
                 log.warning("stage %s stopped on rank %d: %s (rerun the same command to continue)", name, rank, e)
-                result.stopped = f"{name}: {e} (rank {rank}: {done} item(s) of this stage done)"
+                result.stopped = f"{name}: {e} (rank {rank}: {done} of {len(items)} item(s) done, {len(items) - done} left)"
                 break
         if result.stopped or names[-1] == self.stage_names[-1]:
             plan = json.loads(self.layout.plan.read_text(encoding="utf-8"))
