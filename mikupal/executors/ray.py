@@ -160,7 +160,7 @@ def _wait(ray: Any, refs: list[Any], runner: PipelineRunner, index: int, videos:
     pending = list(refs)
     with tqdm(total=len(keys), desc=name, unit="item", dynamic_ncols=True) as bar:
         while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.2)
             if store.dir.is_dir():
                 finished = (set(store.done_entries()) | {e["item_id"] for e in store.errors()}) & keys
                 bar.update(len(finished) - bar.n)
