@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from mikupal.rundir import STAGE_SPECS
+from mikupal.rundir import STAGE_SPECS, atomic_write_json
 from mikupal.runner import ConfigError, PipelineRunner, RankResult
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,9 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
     max_retries = int(rc.get("max_retries", 3))
     if max_retries < 0:
         raise ConfigError(f"runner.max_retries={max_retries}: must be >= 0")
+    t0 = time.perf_counter()
     started = _connect(ray, rc)
+    timing: dict[str, Any] = {"executor": "ray", "connect_s": round(time.perf_counter() - t0, 3), "waves_s": {}}
     try:
         runner.plan()
         cfg_yaml = OmegaConf.to_yaml(runner.cfg, resolve=True)
@@ -138,12 +141,17 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
             options = stage_resources(name, rc, cluster_gpus)
             log.info("stage %s: %d rank task(s), each %s", name, world_size, options)
             task = remote.options(**options, max_retries=max_retries, retry_exceptions=False, name=f"mikupal-{name}")
+            wave = time.perf_counter()
             refs = [task.remote(cfg_yaml, r, world_size, name, options["num_gpus"]) for r in range(world_size)]
             results = _wait(ray, refs, runner, index, videos)
+            timing["waves_s"][name] = round(time.perf_counter() - wave, 3)
             stopped += [r.stopped for r in results if r.stopped]
             if stopped:
                 break
-        return runner.finish(stopped=stopped)
+        summary = runner.finish(stopped=stopped)
+        summary["executor"] = timing  # elapsed time of Ray's start-up and of each stage's wave
+        atomic_write_json(runner.layout.summary, summary)
+        return summary
     finally:
         if started:
             ray.shutdown()

@@ -33,3 +33,20 @@ class SlowEnergyVad(EnergyVad):
         if busy is not None:
             busy.unlink()
         return result
+
+
+class StoppingEnergyVad(EnergyVad):
+    """:class:`EnergyVad` that stops its stage (as a spent budget does) after ``stop_after`` items."""
+
+    def __init__(self, stop_after: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stop_after = stop_after
+        self.seen = 0
+
+    def detect(self, audio, sampling_rate):
+        from mikupal.stage import StopStage
+
+        if self.seen >= self.stop_after:
+            raise StopStage(f"test stop after {self.stop_after} item(s)")
+        self.seen += 1
+        return super().detect(audio, sampling_rate)

@@ -239,3 +239,14 @@ def test_missing_extra_is_caught_before_any_item(videos, tmp_path, monkeypatch):
 def test_bad_rank_and_world_size_exit_2(videos, tmp_path, overrides, message):
     result = _cli(*_overrides(videos, tmp_path / "run"), *overrides, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stdout + result.stderr
+
+
+def test_a_stopped_stage_makes_mikupal_exit_1_with_the_count(videos, tmp_path):
+    stop = ["vad._target_=slow_backends.StoppingEnergyVad", "+vad.stop_after=2"]
+    result = _cli(*_overrides(videos, tmp_path / "run"), *stop, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-2000:]
+    assert "1 stage run(s) stopped" in output and "2 of 6 item(s) done, 4 left" in output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert not summary["complete"] and "test stop after 2" in summary["stopped"]
+    assert not (tmp_path / "run" / "utterances.jsonl").exists()
