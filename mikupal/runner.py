@@ -129,9 +129,6 @@ def load_stage(name: str, cfg: DictConfig) -> Stage:
     return cls(cfg)
 
 
-_load_stage = load_stage  # older name
-
-
 def _duration(record: Any) -> float:
     value = getattr(record, "duration", None)
     return float(value) if isinstance(value, (int, float)) else 0.0
