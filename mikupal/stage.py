@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+
+from mikupal.rundir import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -155,20 +156,11 @@ def _plain(value: Any) -> Any:
 
 
 def write_atomic(path: Path, write: Any) -> Path:
-    """Write an artifact under a temporary name in the same folder, then rename it into place.
+    """Write an artifact under a unique temporary name in the same folder, then rename it into place.
 
     Args:
         path: final path.
         write: a function taking the temporary path and writing the file there. The temporary name keeps the
-            final suffix (so format-by-extension writers work).
+            final suffix (so format-by-extension writers work). Same as :func:`mikupal.rundir.atomic_write`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)

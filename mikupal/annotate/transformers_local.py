@@ -323,6 +323,11 @@ class TransformersAnnotator(APIAnnotator):
         AnnotatorConfigError: a setting out of range.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"transformers": "transformers==5.24.*", "torch": "torch==2.13.0 (CPU; scripts/setup.sh)"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     backend_name = "transformers"
     audio_in_video = False
     concurrent = False  # one model, and generate() keeps per-call state on it

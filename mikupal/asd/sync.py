@@ -71,6 +71,9 @@ class SyncDetector(ActiveSpeakerDetector):
         min_valid: fraction of a window's frames that must have both signals.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"scipy": "scipy"}
+
     needs_mouth = True
 
     def __init__(

@@ -96,6 +96,11 @@ class TalkNetDetector(ActiveSpeakerDetector):
         **stage_settings: the ``asd`` stage-level keys (see :class:`~mikupal.asd.base.ActiveSpeakerDetector`).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"torch": "torch==2.13.0 (CPU; scripts/setup.sh)"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     needs_crops = True
     crop_size = 224
     crop_grey = True

@@ -96,6 +96,11 @@ class FasterWhisperTranscriber(Transcriber):
             transcript whatever ran before (resumed runs reproduce uninterrupted ones).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"faster_whisper": "faster-whisper==1.2.1", "ctranslate2": "faster-whisper==1.2.1"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         model: str = "whisper-base",

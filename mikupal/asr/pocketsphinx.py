@@ -42,6 +42,11 @@ class PocketsphinxTranscriber(Transcriber):
         acoustic_model, language_model, dictionary: file names inside the model folder.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"pocketsphinx": "pocketsphinx==5.1.1"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         language: str = "en",

@@ -121,6 +121,11 @@ class BlazeFaceDetector(FaceDetector):
     Scores: the model's face probability (sigmoid of its logit) of the best candidate in each merged cluster.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         model: str = "blazeface-full",

@@ -39,6 +39,9 @@ class HaarDetector(FaceDetector):
         min_score: boxes scoring below this are dropped (see the module docstring for the score).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"cv2": "opencv-python-headless>=4.10,<5"}
+
     def __init__(
         self,
         cascade: str = "haarcascade_frontalface_default.xml",

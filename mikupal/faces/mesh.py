@@ -77,6 +77,11 @@ class FaceMesh:
         num_threads: LiteRT CPU threads.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self, model: str = "face-mesh", roi_scale: float = 1.5, min_presence: float = 0.5, num_threads: int = 1
     ) -> None:

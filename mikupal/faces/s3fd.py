@@ -56,6 +56,11 @@ class S3fdDetector(FaceDetector):
         ValueError: a setting out of range.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"torch": "torch==2.13.0 (CPU; scripts/setup.sh)"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         model: str = "s3fd",

@@ -270,19 +270,18 @@ def _describe(detector: Any) -> str:
 
 
 def input_video_paths(cfg: Any) -> dict[str, str]:
-    """``video_id -> resolved path`` of the run's inputs (empty if ``input`` is not set, e.g. in unit tests)."""
-    try:
-        from omegaconf import OmegaConf
+    """``video_id -> resolved path`` of the run's inputs, from the inputs manifest the runner's plan wrote.
 
-        if cfg.get("input") in (None, "???") or OmegaConf.is_missing(cfg, "input"):
-            return {}
-        from mikupal.runner import resolve_inputs
+    Empty if there is none (e.g. unit tests without a planned run directory): each utterance's source path is used.
+    """
+    from omegaconf import OmegaConf
 
-        media = cfg.media
-        videos = resolve_inputs(
-            cfg.input, media.video_extensions, media.list_extensions, media.get("audio_extensions", ())
-        )
-        return {v.video_id: v.path for v in videos}
-    except Exception as e:  # noqa: BLE001 - fall back to each utterance's source path
-        log.warning("faces: cannot list the run's inputs (%s); using each utterance's source path", e)
+    if cfg.get("run_dir") in (None, "???") or OmegaConf.is_missing(cfg, "run_dir"):
         return {}
+    from mikupal.rundir import RunDir
+
+    layout = RunDir(Path(cfg.run_dir).expanduser().resolve())
+    if not layout.inputs.is_file():
+        log.warning("faces: %s not found; using each utterance's source path", layout.inputs)
+        return {}
+    return {v.video_id: v.path for v in layout.read_inputs()}

@@ -104,6 +104,11 @@ class MdxSeparator(Separator):
         progress: show audio-separator's per-window progress bars.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"audio_separator": "audio-separator==0.47.1 --no-deps (scripts/setup.sh)", "onnxruntime": "onnxruntime"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         model: str = "mdx-net",

@@ -52,6 +52,11 @@ class RnnoiseSeparator(Separator):
             (the RNNoise state carries across chunks, so chunking does not change the output).
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self, model: str = "rnnoise", attenuation_limit_db: float | None = 10.0, chunk_seconds: float = 60.0
     ) -> None:

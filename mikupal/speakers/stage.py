@@ -237,13 +237,14 @@ class SpeakersStage(Stage):
         stages = list(self.cfg.get("stages") or [])
         if self.name not in stages or stages.index(self.name) == 0:
             return []
-        from mikupal.runner import StageStore, _load_stage
+        from mikupal.rundir import StageStore
+        from mikupal.runner import load_stage
 
-        upstream = _load_stage(stages[stages.index(self.name) - 1], self.cfg)
+        upstream = load_stage(stages[stages.index(self.name) - 1], self.cfg)
         store = StageStore(ctx.run_dir, upstream.name, ctx.rank, ctx.world_size)
         if not store.dir.is_dir():
             return []
-        records = store.outputs(upstream.output_type, upstream.parent_key, upstream.output_key, set(store.done_entries()))
+        records = store.outputs(upstream.output_type, upstream.parent_key, upstream.output_key)
         return [r for r in records.values() if isinstance(r, Utterance)]
 
 

@@ -39,6 +39,11 @@ class SileroVad(VoiceActivityDetector):
         model: registry name or path of the ONNX file.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"onnxruntime": "onnxruntime", "silero_vad": "silero-vad==6.2.3 --no-deps"}
+    #: Attributes holding a model-registry name or path; their files are checked before a run starts.
+    model_keys = ("model",)
+
     def __init__(
         self,
         threshold: float = 0.5,

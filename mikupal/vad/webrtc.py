@@ -35,6 +35,9 @@ class WebrtcVad(VoiceActivityDetector):
         min_silence_duration: non-speech runs shorter than this (seconds) between speech are bridged.
     """
 
+    #: Python packages setup() imports (import name -> what to install); checked before a run starts.
+    requires = {"webrtcvad": "webrtcvad-wheels"}
+
     def __init__(
         self,
         mode: int = 3,

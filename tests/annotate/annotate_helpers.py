@@ -65,7 +65,7 @@ def stub_overrides(run_dir: Path, source: Path, base_url: str, extra: list[str] 
     return [
         f"input={source}",
         f"run_dir={run_dir}",
-        "stages=[extract,asr,annotate]",
+        "stages=[extract,vad,asr,annotate]",
         "annotator=gemini",
         "labels=meld7",
         f"annotator.base_url={base_url}",

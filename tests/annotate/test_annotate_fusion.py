@@ -138,7 +138,7 @@ def test_no_usable_evidence_is_an_error(fusion, media_dir):
 def test_fusion_is_the_offline_default_through_the_runner(seeded_run):
     run_dir, source, utterances = seeded_run(["I'm so scared of the dark, please stay.", "Fine, see you later."],
                                              faces=[True, False])
-    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
                    "annotator.rollouts=3", "fail_fast=true"])
     assert cfg.annotator._target_.endswith("FusionAnnotator")
     summary = run_pipeline(cfg)
@@ -154,7 +154,7 @@ def test_fusion_is_the_offline_default_through_the_runner(seeded_run):
 
 def test_batched_stage_path_records_a_bad_item_and_labels_the_rest(seeded_run):
     run_dir, source, utterances = seeded_run(["I'm so happy, we won!", "", "Leave me alone, I hate you!"])
-    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
                    "annotator.modalities=[text]"])
     summary = run_pipeline(cfg)
     assert summary["errors"] == 1 and summary["stages"]["annotate"]["items_done"] == 2

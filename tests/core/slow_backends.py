@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from mikupal.vad.energy import EnergyVad
 
 
 class SlowEnergyVad(EnergyVad):
-    def __init__(self, delay: float = 0.3, **kwargs) -> None:
+    """:class:`EnergyVad` that sleeps ``delay`` s per item. With ``pid_dir`` it writes ``<pid>-<ns>.pid`` there at each setup
+    and keeps ``<pid>.busy`` there while it works on an item (so a test can kill a worker in the middle of an item)."""
+
+    def __init__(self, delay: float = 0.3, pid_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.delay = delay
+        self.pid_dir = pid_dir
+
+    def setup(self) -> None:
+        super().setup()
+        if self.pid_dir:
+            Path(self.pid_dir).mkdir(parents=True, exist_ok=True)
+            (Path(self.pid_dir) / f"{os.getpid()}-{time.time_ns()}.pid").write_text("")
 
     def detect(self, audio, sampling_rate):
+        busy = Path(self.pid_dir) / f"{os.getpid()}.busy" if self.pid_dir else None
+        if busy is not None:
+            busy.write_text("")
         time.sleep(self.delay)
+        result = super().detect(audio, sampling_rate)
+        if busy is not None:
+            busy.unlink()
+        return result
+
+
+class StoppingEnergyVad(EnergyVad):
+    """:class:`EnergyVad` that stops its stage (as a spent budget does) after ``stop_after`` items."""
+
+    def __init__(self, stop_after: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stop_after = stop_after
+        self.seen = 0
+
+    def detect(self, audio, sampling_rate):
+        from mikupal.stage import StopStage
+
+        if self.seen >= self.stop_after:
+            raise StopStage(f"test stop after {self.stop_after} item(s)")
+        self.seen += 1
         return super().detect(audio, sampling_rate)

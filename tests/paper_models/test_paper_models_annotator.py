@@ -232,7 +232,7 @@ def test_garbage_is_an_item_error_in_a_pipeline_run(tiny_omni, tmp_path, media):
                                     face=Face(0, [0.0, 0.0, 64.0, 64.0], 0.9, f"faces/{uid}.mp4")))
     seed_run_dir(run_dir, source, utterances)
     cfg = compose_pipeline(
-        f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+        f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
         "annotator=transformers", f"annotator.model={tiny_omni}", "annotator.device=cpu",
         "annotator.max_output_tokens=4", f"annotator.min_pixels={SMALL['min_pixels']}",
         f"annotator.max_pixels={SMALL['max_pixels']}", "fail_fast=false",
