@@ -67,7 +67,10 @@ def _join_words(words: Sequence[Word]) -> str | None:
 def split_at_cuts(
     item: Utterance, window: WindowTracks, min_piece: float
 ) -> tuple[list[tuple[Utterance, WindowTracks]], int]:
-    """Cut an utterance at the scene cuts of its faces window, so that no piece runs across a change of shot.
+    """Cut an utterance at the scene cuts of its faces window, so that no piece runs across a change of speaker.
+
+    Only cuts with a face track on both sides are used (a cut to or from a shot without faces cannot change who is
+    seen speaking; the track then simply covers part of the utterance).
 
     A cut at analysis frame ``f`` (the first frame of the new shot) splits at ``window.start + f / fps``. Piece ``k``
     (1, 2, ... in time order, counting dropped pieces, so ids are stable across reruns) gets the id
@@ -81,6 +84,12 @@ def split_at_cuts(
     fps = window.fps
     n = window.expected_frames
     cut_frames = sorted({int(c) for c in window.scene_cuts if 0 < int(c) < n})
+    # only a cut with faces on both sides can change the speaker (a face leaving the picture is low coverage)
+    bounds = [0, *cut_frames, n]
+    has_face = [
+        any(((t.frames >= lo) & (t.frames < hi)).any() for t in window.tracks) for lo, hi in zip(bounds, bounds[1:])
+    ]
+    cut_frames = [c for i, c in enumerate(cut_frames) if has_face[i] and has_face[i + 1]]
     if not cut_frames:
         return [(item, window)], 0
     edges = [0, *cut_frames, n]

@@ -163,6 +163,11 @@ def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_s
         "~asd.z_threshold",
         "~asd.z_slope",
         "~asd.depth_slope",
+        "~asd.follow_band",
+        "~asd.follow_modulation_band",
+        "~asd.follow_r",
+        "~asd.follow_slope",
+        "~asd.min_motion",
         "asd.clip.enabled=false",
     )
     ctx = StageContext(run_dir=run.run_dir, rank=0, world_size=1, cfg=cfg)
