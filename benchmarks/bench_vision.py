@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.real:
             table, real = real_footage(workdir)
             numbers["real"] = real
-            print("active speaker detection on real footage (default pipeline: silero VAD, whisper-base, blazeface, sync)")
+            print("active speaker detection on real footage (default pipeline: silero, whisper-base, blazeface, sync)")
             print("  " + table.replace("\n", "\n  "))
         if args.duration <= 0:
             if args.json:

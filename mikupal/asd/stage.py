@@ -22,7 +22,8 @@ Otherwise ``face`` is ``None`` and the reason is counted as ``asd.no_face.<reaso
 ``no_face`` (no track), ``low_coverage`` (no track covers enough), ``low_asd_score`` (best score below the
 threshold), ``asd_error`` (the detector failed; logged). Utterances are not dropped for a missing face: the
 ``filter`` stage decides what that means (only pieces too short at a cut are dropped, see step 1; an utterance
-all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in ``asd/scores/<id>.json``.
+all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in
+``asd/scores/<id>.json``.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def _sigmoid(x: float) -> float:
 
 
 def _masked_corr(mouth: np.ndarray, env: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation of ``mouth`` ``(n,)`` with each row of ``env`` ``(k, n)`` over ``mask`` ``(k, n)``."""
+    """Row-wise Pearson correlation of ``mouth`` ``(n,)`` with each row of ``env`` ``(k, n)`` over ``mask``."""
     w = mask.astype(np.float64)
     count = np.maximum(w.sum(axis=1), 1.0)
     m = mouth[None, :] * w

@@ -152,7 +152,7 @@ def decisions(cases: list[RealCase], run_dir: Path, stage_dir: str = "asd") -> l
                     expect_face=case.expect_face,
                     face=u.face is not None,
                     score=best.get("score"),
-                    evidence={k: best.get(k) for k in ("z", "depth", "r", "lag_s")},
+                    evidence={k: best.get(k) for k in ("z", "depth", "r", "lag_s", "follow_r")},
                     limit=case.limit,
                 )
             )
@@ -161,14 +161,17 @@ def decisions(cases: list[RealCase], run_dir: Path, stage_dir: str = "asd") -> l
 
 def decision_table(rows: list[Decision]) -> str:
     """A plain-text table of the decisions and the share right (limits listed, not counted)."""
-    lines = [f"{'case':<18} {'span s':>11}  {'truth':<5} {'got':<5} {'score':>6} {'z':>6} {'depth':>6} {'lag s':>6}"]
+    lines = [
+        f"{'case':<18} {'span s':>11}  {'truth':<5} {'got':<5} {'score':>6} {'z':>6} {'depth':>6} {'lag s':>6} "
+        f"{'follow':>6}"
+    ]
     for d in rows:
         e = d.evidence
         num = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
         lines.append(
             f"{d.case:<18} {d.start:5.2f}-{d.end:5.2f}  {'face' if d.expect_face else 'null':<5} "
             f"{'face' if d.face else 'null':<5} {num(d.score, '6.3f')} {num(e.get('z'), '6.2f')} "
-            f"{num(e.get('depth'), '6.3f')} {num(e.get('lag_s'), '6.2f')}"
+            f"{num(e.get('depth'), '6.3f')} {num(e.get('lag_s'), '6.2f')} {num(e.get('follow_r'), '6.2f')}"
             + ("" if d.correct else "  WRONG") + ("  (limit, not counted)" if d.limit else "")
         )
     counted = [d for d in rows if not d.limit]

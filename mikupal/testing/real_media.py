@@ -14,7 +14,8 @@ API (stable; other test modules import it):
 * :func:`real_media_or_skip(name, cache_dir=None) -> Path` — the same, but ``pytest.skip`` with that message when the
   media is unavailable (e.g. no network).
 * ``real_media`` — a session-scoped pytest fixture returning ``get(name) -> Path`` (``real_media_or_skip`` with the
-  cache under the pytest cache, ``.pytest_cache/d/mikupal_real_media``, unless ``$MIKUPAL_REAL_MEDIA_DIR`` is set). Make it visible in a ``conftest.py`` with
+  cache under the pytest cache, ``.pytest_cache/d/mikupal_real_media``, unless ``$MIKUPAL_REAL_MEDIA_DIR`` is
+  set). Make it visible in a ``conftest.py`` with
   ``from mikupal.testing.real_media import real_media  # noqa: F401``.
 
 Names (see :data:`MEDIA` for details): ``testMovie``, ``jwpIntro`` (psychopy, the same man talking, with sound),
@@ -182,7 +183,7 @@ if _pytest is not None:
     @_pytest.fixture(scope="session")
     def real_media(request):
         """``get(name) -> Path``: a real clip (see the module docstring), or skip the test when it is unavailable."""
-        cache = request.config.cache
+        cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
         use_pytest_cache = cache is not None and not os.environ.get("MIKUPAL_REAL_MEDIA_DIR")
         folder = cache.mkdir("mikupal_real_media") if use_pytest_cache else None
 
