@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mikupal.testing.real_media import real_media  # noqa: F401 (fixture: real clips fetched from PyPI wheels)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):

@@ -29,7 +29,7 @@ import numpy as np
 
 #: Keys of the ``asd`` config node that the stage reads (selection rule and clip); the other keys are the
 #: detector's own constructor arguments. See ``conf/asd/sync.yaml``.
-STAGE_KEYS = frozenset({"threshold", "min_coverage", "max_tracks", "clip"})
+STAGE_KEYS = frozenset({"threshold", "min_coverage", "max_tracks", "clip", "split_at_cuts"})
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrackEvidence:
         detected: ``(n,)`` whether each box was detected (else interpolated).
         mouth: ``(n,)`` mouth opening (NaN where unknown), or ``None`` when not measured.
         crops: ``(n, S, S)`` grey or ``(n, S, S, 3)`` RGB uint8 face crops, when the backend asked for them.
+        speech: ``(k, 2)`` spans (seconds from the start of the utterance audio) where the utterance's words are
+            spoken, from the ASR's word timestamps; ``None`` when the utterance has no words.
     """
 
     track_id: int
@@ -53,6 +55,7 @@ class TrackEvidence:
     detected: np.ndarray
     mouth: np.ndarray | None = None
     crops: np.ndarray | None = None
+    speech: np.ndarray | None = None
 
 
 @dataclass

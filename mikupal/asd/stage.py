@@ -1,10 +1,15 @@
 """``asd`` stage adapter: pick the speaking face of each utterance, fill ``face``, write ``faces/<id>.mp4``.
 
-Utterance → the same Utterance with ``face`` set (:class:`~mikupal.records.Face`) or ``None``. Per utterance:
+Utterance → the same Utterance with ``face`` set (:class:`~mikupal.records.Face`) or ``None`` — or, when it runs
+across a scene cut, its pieces. Per utterance:
 
-1. read the ``faces`` stage's tracks (``faces/tracks/<id>.json``);
+1. read the ``faces`` stage's tracks (``faces/tracks/<id>.json``); if scene cuts lie inside the utterance and
+   ``asd.split_at_cuts.enabled``, cut it there (:func:`split_at_cuts`): pieces ``<id>-c1``, ``<id>-c2``, ... (stable
+   across reruns) with their own audio file, words and text, each going through the steps below on its own frames,
+   so no utterance straddles a change of shot (and of speaker); pieces shorter than ``asd.split_at_cuts.min_piece``
+   are dropped (``asd.cut_piece_dropped``). Counted: ``asd.split_at_cut`` (utterances split), ``asd.cut_pieces``;
 2. candidates are tracks covering at least ``asd.min_coverage`` of the utterance's analysis frames (a track's span,
-   gaps included; tracks end at scene cuts, so a cut in the middle of an utterance halves the coverage); at most
+   gaps included; tracks end at scene cuts, which is why utterances are split there); at most
    ``asd.max_tracks`` of them, those with the most detected frames;
 3. the backend (``asd._target_`` and its arguments) scores every candidate against the utterance audio (``audio/<id>.flac``);
 4. the best candidate becomes the utterance's face if its score is at least ``asd.threshold`` — there *is* a
@@ -15,14 +20,17 @@ Utterance → the same Utterance with ``face`` set (:class:`~mikupal.records.Fac
 Otherwise ``face`` is ``None`` and the reason is counted as ``asd.no_face.<reason>``: ``no_video``,
 ``video_missing``, ``decode_failed``, ``error`` (from the faces stage), ``missing_tracks`` (no faces artifact),
 ``no_face`` (no track), ``low_coverage`` (no track covers enough), ``low_asd_score`` (best score below the
-threshold), ``asd_error`` (the detector failed; logged). Utterances are never dropped here: the ``filter`` stage
-decides what a missing face means. Each utterance's scores are kept in ``asd/scores/<id>.json``.
+threshold), ``asd_error`` (the detector failed; logged). Utterances are not dropped for a missing face: the
+``filter`` stage decides what that means (only pieces too short at a cut are dropped, see step 1; an utterance
+all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in
+``asd/scores/<id>.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,11 +46,118 @@ from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.stage import input_video_paths
 from mikupal.faces.tracking import FaceTrack
 from mikupal.faces.video import VideoDecodeError, read_window
-from mikupal.media import MediaError, read_audio
-from mikupal.records import Face, Utterance
-from mikupal.stage import Stage, StageContext, StopStage, write_atomic
+from mikupal.media import MediaError, read_audio, write_audio
+from mikupal.records import Face, Utterance, Word
+from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
 
 log = logging.getLogger(__name__)
+
+
+_PIECE_SUFFIX = re.compile(r"-c\d+$")
+
+
+def _join_words(words: Sequence[Word]) -> str | None:
+    """Text of a run of ASR words (no space before a sub-word piece such as ``-hearted``)."""
+    text = ""
+    for w in words:
+        token = w.word.strip()
+        text += token if not text or token[:1] in "-'.,!?;:" else " " + token
+    return text or None
+
+
+def split_at_cuts(
+    item: Utterance, window: WindowTracks, min_piece: float
+) -> tuple[list[tuple[Utterance, WindowTracks]], int]:
+    """Cut an utterance at the scene cuts of its faces window, so that no piece runs across a change of speaker.
+
+    Only cuts with a face track on both sides are used (a cut to or from a shot without faces cannot change who is
+    seen speaking; the track then simply covers part of the utterance).
+
+    A cut at analysis frame ``f`` (the first frame of the new shot) splits at ``window.start + f / fps``. Piece ``k``
+    (1, 2, ... in time order, counting dropped pieces, so ids are stable across reruns) gets the id
+    ``<id>-c<k>``, its own ``audio/<id>-c<k>.flac``, the words whose middle falls inside it (and the text they make;
+    ``None`` without words), and the tracks of its frames (tracks already end at cuts). Pieces shorter than
+    ``min_piece`` seconds are dropped.
+
+    Returns:
+        ``(pieces, n_dropped)``: ``[(utterance, window), ...]``, or ``[(item, window)]`` when no cut lies inside.
+    """
+    fps = window.fps
+    n = window.expected_frames
+    cut_frames = sorted({int(c) for c in window.scene_cuts if 0 < int(c) < n})
+    # only a cut with faces on both sides can change the speaker (a face leaving the picture is low coverage)
+    bounds = [0, *cut_frames, n]
+    has_face = [
+        any(((t.frames >= lo) & (t.frames < hi)).any() for t in window.tracks) for lo, hi in zip(bounds, bounds[1:])
+    ]
+    cut_frames = [c for i, c in enumerate(cut_frames) if has_face[i] and has_face[i + 1]]
+    if not cut_frames:
+        return [(item, window)], 0
+    edges = [0, *cut_frames, n]
+    pieces: list[tuple[Utterance, WindowTracks]] = []
+    dropped = 0
+    for k, (f0, f1) in enumerate(zip(edges[:-1], edges[1:]), start=1):
+        start = window.start + f0 / fps
+        end = min(item.end, window.start + f1 / fps) if f1 < n else item.end
+        if end - start < min_piece:
+            dropped += 1
+            continue
+        pid = f"{item.id}-c{k}"
+        words = None
+        if item.words is not None:
+            words = [w for w in item.words if start <= (w.start + w.end) / 2 < end]
+        piece = replace(
+            item,
+            id=pid,
+            start=round(start, 4),
+            end=round(end, 4),
+            audio=f"audio/{pid}.flac",
+            words=words,
+            text=_join_words(words) if words is not None else None,
+            face=None,
+        )
+        pieces.append((piece, _sub_window(window, pid, f0, f1, piece.start, piece.end)))
+    return pieces, dropped
+
+
+def _sub_window(window: WindowTracks, uid: str, f0: int, f1: int, start: float, end: float) -> WindowTracks:
+    """The frames ``[f0, f1)`` of a faces window as a window of their own (frame indices from 0)."""
+    tracks = []
+    for t in window.tracks:
+        keep = (t.frames >= f0) & (t.frames < f1)
+        if keep.any():
+            tracks.append(
+                FaceTrack(
+                    track_id=t.track_id,
+                    frames=t.frames[keep] - f0,
+                    boxes=t.boxes[keep],
+                    scores=t.scores[keep],
+                    detected=t.detected[keep],
+                    mouth=t.mouth[keep],
+                )
+            )
+    n_frames = max(0, min(window.n_frames, f1) - f0)
+    covered = set()
+    for t in tracks:
+        covered.update(int(f) for f in t.frames)
+    return replace(
+        window,
+        utterance_id=uid,
+        start=start,
+        end=end,
+        n_frames=n_frames,
+        scene_cuts=[],
+        frames_with_face=len(covered),
+        tracks=tracks,
+    )
+
+
+def _word_spans(item: Utterance) -> np.ndarray | None:
+    """The utterance's word spans in seconds from its audio start (``(k, 2)``), or ``None`` without words."""
+    if not item.words:
+        return None
+    spans = [(w.start - item.start, w.end - item.start) for w in item.words if w.end > w.start]
+    return np.asarray(spans, dtype=np.float64).reshape(-1, 2) if spans else None
 
 
 def clip_path(utterance_id: str) -> str:
@@ -66,6 +181,7 @@ class AsdStage(Stage):
         if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.min_coverage <= 1.0:
             raise ValueError("asd.threshold and asd.min_coverage must be in [0, 1]")
         self.clip_cfg = ac.get("clip")
+        self.split_cfg = ac.get("split_at_cuts")
         self.rate = int(self.cfg.media.sampling_rate)
         # Resolve against the whole config first: backend keys may interpolate others (device: ${runner.device}).
         resolved = OmegaConf.to_container(ac, resolve=True)
@@ -93,9 +209,21 @@ class AsdStage(Stage):
             backend.teardown()
 
     # ------------------------------------------------------------------------------------------------ item
-    def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:
+    @staticmethod
+    def parent_key(output: Utterance) -> str:
+        """A piece ``<id>-c<k>`` of an utterance split at a scene cut comes from ``<id>``."""
+        return _PIECE_SUFFIX.sub("", output.id)
+
+    def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:
+        window = self._read_window(item, ctx)
+        pieces = self._split_at_cuts(item, window, ctx) if window is not None else [(item, window)]
+        if not pieces:
+            return Drop("cut_pieces_too_short")
+        return [self._process_piece(piece, sub, ctx) for piece, sub in pieces]
+
+    def _process_piece(self, item: Utterance, window: WindowTracks | None, ctx: StageContext) -> Utterance:
         try:
-            face, reason, report = self.choose(item, ctx)
+            face, reason, report = self.choose(item, ctx, window)
         except (StopStage, KeyboardInterrupt):
             raise
         except Exception as e:  # a vision failure must not cost the utterance its audio
@@ -109,15 +237,49 @@ class AsdStage(Stage):
             ctx.count("asd.face")
         report = {"utterance_id": item.id, "reason": reason, "face": face.to_dict() if face else None, **report}
         write_atomic(ctx.path(f"asd/scores/{item.id}.json"), lambda p: p.write_text(json.dumps(report) + "\n"))
-        return [replace(item, face=face)]
+        return replace(item, face=face)
 
-    def choose(self, item: Utterance, ctx: StageContext) -> tuple[Face | None, str | None, dict[str, Any]]:
-        """The utterance's face (or ``None``), the reason when ``None``, and a report of the scores."""
+    def _read_window(self, item: Utterance, ctx: StageContext) -> WindowTracks | None:
         artifact = ctx.path(tracks_path(item.id))
-        if not artifact.is_file():
-            log.warning("asd: %s: no faces artifact at %s (did the faces stage run?)", item.id, artifact)
+        return WindowTracks.read(artifact) if artifact.is_file() else None
+
+    def _split_at_cuts(
+        self, item: Utterance, window: WindowTracks, ctx: StageContext
+    ) -> list[tuple[Utterance, WindowTracks]]:
+        """The utterance cut at the scene cuts inside it (see :func:`split_at_cuts`), with audio written per piece."""
+        sc = self.split_cfg
+        if sc is None or not sc.get("enabled", True) or window.status != "ok" or not window.scene_cuts:
+            return [(item, window)]
+        pieces, dropped = split_at_cuts(item, window, float(sc.get("min_piece", 0.5)))
+        if dropped:
+            ctx.count("asd.cut_piece_dropped", dropped)
+        if len(pieces) == 1 and pieces[0][0].id == item.id:
+            return pieces
+        ctx.count("asd.split_at_cut")
+        ctx.count("asd.cut_pieces", len(pieces))
+        if item.words is None and item.text:
+            ctx.count("asd.cut_piece_without_text", len(pieces))
+        audio = read_audio(ctx.path(item.audio), self.rate)
+        for piece, _ in pieces:
+            lo = int(round((piece.start - item.start) * self.rate))
+            hi = int(round((piece.end - item.start) * self.rate))
+            write_atomic(ctx.path(piece.audio), lambda p, a=audio[lo:hi]: write_audio(p, a, self.rate))
+        log.info("asd: %s runs across %d scene cut(s): split into %s", item.id, len(window.scene_cuts),
+                 [p.id for p, _ in pieces])
+        return pieces
+
+    def choose(
+        self, item: Utterance, ctx: StageContext, window: WindowTracks | None = None
+    ) -> tuple[Face | None, str | None, dict[str, Any]]:
+        """The utterance's face (or ``None``), the reason when ``None``, and a report of the scores.
+
+        ``window`` is the utterance's faces artifact (read from ``faces/tracks/<id>.json`` when not given).
+        """
+        if window is None:
+            window = self._read_window(item, ctx)
+        if window is None:
+            log.warning("asd: %s: no faces artifact at %s (did the faces stage run?)", item.id, tracks_path(item.id))
             return None, "missing_tracks", {}
-        window = WindowTracks.read(artifact)
         if window.status != "ok":
             return None, window.status, {"message": window.message}
         if not window.tracks:
@@ -132,7 +294,8 @@ class AsdStage(Stage):
             ctx.count("asd.tracks_capped")
             candidates = sorted(candidates, key=lambda t: -t.n_detected)[: self.max_tracks]
         audio = read_audio(ctx.path(item.audio), self.rate)
-        evidence = [self._evidence(t, window) for t in candidates]
+        speech = _word_spans(item)
+        evidence = [self._evidence(t, window, speech) for t in candidates]
         if self.backend.needs_crops:
             self._add_crops(item, window, candidates, evidence)
         scores = self.backend.score(evidence, audio, self.rate)
@@ -156,7 +319,7 @@ class AsdStage(Stage):
 
     # ------------------------------------------------------------------------------------------------ helpers
     @staticmethod
-    def _evidence(track: FaceTrack, window: WindowTracks) -> TrackEvidence:
+    def _evidence(track: FaceTrack, window: WindowTracks, speech: np.ndarray | None = None) -> TrackEvidence:
         return TrackEvidence(
             track_id=track.track_id,
             times=np.asarray(track.frames, dtype=np.float64) / window.fps,
@@ -164,6 +327,7 @@ class AsdStage(Stage):
             boxes=track.boxes,
             detected=track.detected,
             mouth=track.mouth,
+            speech=speech,
         )
 
     def video_path(self, item: Utterance) -> Path:

@@ -96,7 +96,8 @@ def scene_cut_clip(tmp_path_factory, speech_data):
 def test_tracks_are_split_at_a_scene_cut_inside_an_utterance(scene_cut_clip):
     root, clip = scene_cut_clip
     utts = make_utterances(root / "run", clip.path, clip.audio, [(1.0, 5.0)], name="cut")
-    run = run_vision(root / "run", utts)
+    # asd's own split at the cut is off here (it is on by default: see the test below)
+    run = run_vision(root / "run", utts, "asd.split_at_cuts.enabled=false")
     w = run.tracks("cut-00000")
     assert w.scene_cuts == [35]  # analysis frame 35 = 1.0 s + 35/25 s = 2.4 s
     assert [(int(t.frames[0]), int(t.frames[-1])) for t in w.tracks] == [(0, 34), (35, 99)]
@@ -105,6 +106,17 @@ def test_tracks_are_split_at_a_scene_cut_inside_an_utterance(scene_cut_clip):
     face = run.outputs[0].face
     assert face is not None and face.track_id == 1
     assert run.scores("cut-00000")["coverage"] == {"0": 0.35, "1": 0.65}
+
+
+def test_by_default_asd_splits_the_utterance_at_the_cut(scene_cut_clip):
+    root, clip = scene_cut_clip
+    utts = make_utterances(root / "split", clip.path, clip.audio, [(1.0, 5.0)], name="cut")
+    run = run_vision(root / "split", utts)
+    assert [u.id for u in run.outputs] == ["cut-00000-c1", "cut-00000-c2"]
+    assert [(u.start, u.end) for u in run.outputs] == [(1.0, 2.4), (2.4, 5.0)]
+    assert run.asd_counts["asd.split_at_cut"] == 1 and run.asd_counts["asd.cut_pieces"] == 2
+    assert run.outputs[1].face is not None and run.outputs[1].face.track_id == 1
+    assert all((run.run_dir / u.audio).is_file() for u in run.outputs)
 
 
 def test_without_cut_detection_the_track_would_run_across_the_cut(scene_cut_clip):

@@ -94,11 +94,16 @@ def run_vision(
         stage = AsdStage(cfg)
         stage.setup(ctx)
         try:
-            outputs = [stage.process(u, ctx)[0] for u in mids]
+            outputs = [out for u in mids for out in _as_list(stage.process(u, ctx))]
         finally:
             stage.teardown()
         asd_counts = ctx.take_counts()
     return VisionRun(run_dir, utterances, outputs, faces_counts, asd_counts)
+
+
+def _as_list(result) -> list:
+    """A stage's outputs for one item (an utterance split at a scene cut gives several; a Drop gives none)."""
+    return list(result) if isinstance(result, (list, tuple)) else []
 
 
 def box_iou(a, b) -> float:

