@@ -116,7 +116,7 @@ class FasterWhisperTranscriber(Transcriber):
         pack_seconds: float | None = None,
         pack_gap: float = 1.0,
         pack_group: int = 16,
-        batch_size: int = 8,
+        batch_size: int = 1,
         seed: int = 0,
     ) -> None:
         if beam_size < 1:
