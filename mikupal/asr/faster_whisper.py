@@ -91,7 +91,10 @@ class FasterWhisperTranscriber(Transcriber):
         pack_seconds: longest window of packed utterances (seconds, at most 30); ``None`` to transcribe each
             utterance on its own. Utterances longer than this are always transcribed alone.
         pack_gap: seconds of silence between packed utterances.
-        pack_group: how many consecutive utterances the ``asr`` stage hands over at once (with packing).
+        pack_group: how many consecutive utterances the ``asr`` stage hands over at once (with packing or
+            batching).
+        batch_size: windows (packed, or single utterances of at most 30 s) decoded together through
+            CTranslate2's batched generation; 1 decodes them one by one.
         seed: random seed set before each decoded window, so temperature-fallback sampling gives the same
             transcript whatever ran before (resumed runs reproduce uninterrupted ones).
     """
@@ -118,6 +121,7 @@ class FasterWhisperTranscriber(Transcriber):
         pack_seconds: float | None = None,
         pack_gap: float = 1.0,
         pack_group: int = 16,
+        batch_size: int = 1,
         seed: int = 0,
     ) -> None:
         if beam_size < 1:
@@ -129,6 +133,8 @@ class FasterWhisperTranscriber(Transcriber):
             raise ValueError("asr.temperatures must list at least one temperature (e.g. [0.0])")
         if pack_seconds is not None and not 0 < pack_seconds <= 30:
             raise ValueError(f"asr.pack_seconds must be in (0, 30] (one Whisper window) or null, got {pack_seconds}")
+        if batch_size < 1:
+            raise ValueError(f"asr.batch_size must be >= 1, got {batch_size}")
         if pack_gap < 0 or pack_group < 1:
             raise ValueError(f"asr.pack_gap must be >= 0 and asr.pack_group >= 1, got {pack_gap} and {pack_group}")
         resolve_device(device)  # validate early
@@ -147,6 +153,7 @@ class FasterWhisperTranscriber(Transcriber):
         self.pack_seconds = pack_seconds
         self.pack_gap = pack_gap
         self.pack_group = pack_group
+        self.batch_size = int(batch_size)
         self.seed = int(seed)
         self._model: Any = None
 
@@ -190,8 +197,8 @@ class FasterWhisperTranscriber(Transcriber):
 
     @property
     def group_size(self) -> int:  # type: ignore[override]
-        """Utterances the ``asr`` stage hands to :meth:`transcribe_many` together (1 without packing)."""
-        return self.pack_group if self.pack_seconds else 1
+        """Utterances the ``asr`` stage hands to :meth:`transcribe_many` together (1 without packing and batching)."""
+        return self.pack_group if self.pack_seconds or self.batch_size > 1 else 1
 
     # ------------------------------------------------------------------------------------------ inference
     def transcribe(self, audio: np.ndarray, sampling_rate: int) -> Transcript:
@@ -207,52 +214,68 @@ class FasterWhisperTranscriber(Transcriber):
     def transcribe_many(self, audios: Sequence[np.ndarray], sampling_rate: int) -> list[Transcript]:
         """Transcribe consecutive utterances of one recording, packed into shared windows (``pack_seconds``).
 
-        Returns one transcript per input, in order; word times are relative to each utterance's start.
+        The windows are decoded ``batch_size`` at a time (:meth:`_decode_batch`). Returns one transcript per
+        input, in order; word times are relative to each utterance's start.
         """
-        if not self.pack_seconds:
+        if self.group_size == 1:
             return [self.transcribe(a, sampling_rate) for a in audios]
         clips = [self._prepare(a, sampling_rate) for a in audios]
         results: list[Transcript | None] = [None] * len(clips)
+        limit = self.pack_seconds  # None: each utterance of at most 30 s is a window of its own
+        windows: list[list[int]] = []
         window: list[int] = []
         length = 0.0
         for i, clip in enumerate(clips):
             duration = len(clip) / WHISPER_RATE
-            if duration + self.pack_gap > self.pack_seconds or len(clip) < WHISPER_RATE // 100:
+            too_long = duration > 30.0 if limit is None else duration + self.pack_gap > limit
+            if too_long or len(clip) < WHISPER_RATE // 100:
                 results[i] = self.transcribe(clip, WHISPER_RATE)
                 continue
-            if window and length + duration > self.pack_seconds:
-                self._transcribe_window(clips, window, results)
+            if window and (limit is None or length + duration > limit):
+                windows.append(window)
                 window, length = [], 0.0
             window.append(i)
             length += duration + self.pack_gap
         if window:
-            self._transcribe_window(clips, window, results)
+            windows.append(window)
+        for b in range(0, len(windows), self.batch_size):
+            self._transcribe_windows(clips, windows[b : b + self.batch_size], results)
         return [r for r in results if r is not None]
 
-    def _transcribe_window(self, clips: list[np.ndarray], indices: list[int], results: list[Transcript | None]) -> None:
-        """Transcribe ``clips[indices]`` joined with silences; hand each word to the clip its midpoint falls in."""
-        if len(indices) == 1:
-            results[indices[0]] = self.transcribe(clips[indices[0]], WHISPER_RATE)
-            return
+    def _transcribe_windows(
+        self, clips: list[np.ndarray], windows: list[list[int]], results: list[Transcript | None]
+    ) -> None:
+        """Transcribe each window (``clips[indices]`` joined with silences) in one batch; hand each word to the
+        clip its midpoint falls in. A window the batch cannot settle (temperature fallback) is decoded alone."""
         gap = np.zeros(round(self.pack_gap * WHISPER_RATE), np.float32)
-        pieces: list[np.ndarray] = []
-        spans: list[tuple[float, float]] = []
-        at = 0
-        for i in indices:
-            spans.append((at / WHISPER_RATE, (at + len(clips[i])) / WHISPER_RATE))
-            pieces += [clips[i], gap]
-            at += len(clips[i]) + len(gap)
-        segments, language, probability = self._decode(np.concatenate(pieces[:-1]), word_timestamps=True)
-        owned: list[list[Any]] = [[] for _ in indices]
-        for segment in segments:
-            for w in segment.words or []:
+        audios: list[np.ndarray] = []
+        all_spans: list[list[tuple[float, float]]] = []
+        for indices in windows:
+            pieces: list[np.ndarray] = []
+            spans: list[tuple[float, float]] = []
+            at = 0
+            for i in indices:
+                spans.append((at / WHISPER_RATE, (at + len(clips[i])) / WHISPER_RATE))
+                pieces += [clips[i], gap]
+                at += len(clips[i]) + len(gap)
+            audios.append(np.concatenate(pieces[:-1]))
+            all_spans.append(spans)
+        decoded = self._decode_batch(audios) if len(audios) > 1 else [None]
+        for indices, spans, audio, result in zip(windows, all_spans, audios, decoded):
+            if result is None:
+                segments, language, probability = self._decode(audio, word_timestamps=True)
+                words = [w for segment in segments for w in (segment.words or [])]
+            else:
+                words, language, probability = result
+            owned: list[list[Any]] = [[] for _ in indices]
+            for w in words:
                 mid = (w.start + w.end) / 2
                 k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, mid - spans[j][1], 0.0))
                 owned[k].append(w)
-        for k, i in enumerate(indices):
-            text = "".join(w.word for w in owned[k])
-            start, end = spans[k]
-            results[i] = self._transcript(text, owned[k], start, end - start, language, probability)
+            for k, i in enumerate(indices):
+                text = "".join(w.word for w in owned[k])
+                start, end = spans[k]
+                results[i] = self._transcript(text, owned[k], start, end - start, language, probability)
 
     def _transcript(
         self, text: str, words: list[Any], offset: float, duration: float, language: str, probability: float | None
@@ -278,6 +301,121 @@ class FasterWhisperTranscriber(Transcriber):
         if self._model is None:
             raise RuntimeError("FasterWhisperTranscriber.setup() must be called before transcribe()")
         return resample(np.asarray(audio, dtype=np.float32).reshape(-1), sampling_rate, WHISPER_RATE)
+
+    def _decode_batch(self, audios: list[np.ndarray]) -> list[tuple[list[Any], str, float | None] | None]:
+        """Decode windows of at most 30 s together: one batched encoder pass, language detection, greedy or beam
+        generation and word alignment over the whole batch (as faster-whisper's ``BatchedInferencePipeline``).
+
+        Returns per window ``(words, language, language probability)``, with word times from the window's start,
+        or ``None`` for a window that needs what a batch does not do (the temperature fallback, or decoding on
+        after an unfinished segment); the caller decodes that one with :meth:`_decode`, which gives the
+        sequential result.
+        """
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+
+        model = self._model
+        ctranslate2.set_random_seed(self.seed)
+        fe = model.feature_extractor
+        features = np.stack([pad_or_trim(fe(a)[..., :-1]) for a in audios])
+        encoder_output = model.encode(features)
+        if self.language is not None:
+            detected = [(self.language, None)] * len(audios)
+        elif model.model.is_multilingual:
+            detected = [(langs[0][0][2:-2], langs[0][1]) for langs in model.model.detect_language(encoder_output)]
+        else:
+            detected = [("en", 1.0)] * len(audios)
+        languages = {lang for lang, _ in detected}
+        out: list[tuple[list[Any], str, float | None] | None] = [None] * len(audios)
+        if len(languages) > 1:  # rare: windows of one batch in different languages; one batch per language
+            for lang in sorted(languages):
+                picked = [i for i, (l, _) in enumerate(detected) if l == lang]
+                sub = self._decode_batch_encoded(
+                    [audios[i] for i in picked], features[picked], None, lang, [detected[i][1] for i in picked]
+                )
+                for i, r in zip(picked, sub):
+                    out[i] = r
+            return out
+        return self._decode_batch_encoded(audios, features, encoder_output, detected[0][0], [p for _, p in detected])
+
+    def _decode_batch_encoded(
+        self,
+        audios: list[np.ndarray],
+        features: np.ndarray,
+        encoder_output: Any,
+        language: str,
+        probabilities: list[float | None],
+    ) -> list[tuple[list[Any], str, float | None] | None]:
+        """:meth:`_decode_batch` for windows of one language (``encoder_output``: theirs, or None to encode)."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import Word as FwWord
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self._model
+        if encoder_output is None:
+            encoder_output = model.encode(features)
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        previous = tokenizer.encode(" " + self.initial_prompt.strip()) if self.initial_prompt else []
+        prompt = model.get_prompt(tokenizer, previous_tokens=previous, without_timestamps=False)
+        results = model.model.generate(
+            encoder_output,
+            [list(prompt) for _ in audios],
+            beam_size=self.beam_size,
+            patience=1.0,
+            length_penalty=1.0,
+            max_length=model.max_length,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            return_scores=True,
+            return_no_speech_prob=True,
+            sampling_temperature=self.temperatures[0],
+            max_initial_timestamp_index=int(round(1.0 / model.time_precision)),
+        )
+        out: list[tuple[list[Any], str, float | None] | None] = [None] * len(audios)
+        segmented: list[list[dict]] = []
+        sizes: list[int] = []
+        kept: list[int] = []
+        for k, (audio, result) in enumerate(zip(audios, results)):
+            tokens = result.sequences_ids[0]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            compression = get_compression_ratio(tokenizer.decode(tokens).strip())
+            low = self.log_prob_threshold is not None and avg_logprob < self.log_prob_threshold
+            silent = (
+                self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold and low
+            )
+            if silent:  # Whisper skips this window
+                out[k] = ([], language, probabilities[k])
+                continue
+            repetitive = self.compression_ratio_threshold is not None and compression > self.compression_ratio_threshold
+            if (low or repetitive) and len(self.temperatures) > 1:
+                continue  # the temperature fallback: decoded alone by the caller
+            duration = len(audio) / WHISPER_RATE
+            size = int(np.ceil(duration) * model.frames_per_second)
+            offset = 30.0 * k  # a time line per window, one after the other, for the alignment's heuristics
+            subsegments, _, single_ending = model._split_segments_by_timestamps(
+                tokenizer=tokenizer, tokens=tokens, time_offset=offset, segment_size=size,
+                segment_duration=duration, seek=int(offset * model.frames_per_second),
+            )
+            used = sum(len(s["tokens"]) for s in subsegments)
+            if any(t < tokenizer.eot for t in tokens[used:]):
+                continue  # an unfinished segment: the sequential decoder would decode on from it
+            segmented.append(subsegments)
+            sizes.append(size)
+            kept.append(k)
+        if segmented:  # word times are needed to hand words to utterances, even with word_timestamps off
+            if len(kept) < len(audios):  # the alignment takes the encoder output of exactly these windows
+                encoder_output = model.encode(features[kept])
+            model.add_word_timestamps(
+                segmented, tokenizer, encoder_output, sizes, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、", 0.0
+            )
+        for k, subsegments in zip(kept, segmented):
+            offset = 30.0 * k
+            words = [
+                FwWord(start=w["start"] - offset, end=w["end"] - offset, word=w["word"], probability=w["probability"])
+                for s in subsegments for w in s.get("words", [])
+            ]
+            out[k] = (words, language, probabilities[k])
+        return out
 
     def _decode(self, audio: np.ndarray, word_timestamps: bool) -> tuple[list[Any], str, float | None]:
         """Encode the first window once, detect the language from it if needed, and decode.

@@ -550,31 +550,58 @@ class TalkNetScorer:
         Returns:
             ``(n,)`` float64 with ``n = round(25 * min((Ta - Ta % 4) / 100, Tv / 25))``.
         """
-        length = min((len(mfcc) - len(mfcc) % 4) / AUDIO_FPS, len(faces) / VIDEO_FPS)
-        n_audio, n_video = round(length * AUDIO_FPS), round(length * VIDEO_FPS)
-        if n_video == 0:
-            raise ValueError(f"clip too short to score: {len(mfcc)} audio frames, {len(faces)} video frames")
-        audio = torch.as_tensor(np.asarray(mfcc[:n_audio], dtype=np.float32), device=self.device)
-        video = torch.as_tensor(np.asarray(faces[:n_video]), device=self.device).float()
-        per_duration = [self._score_chunks(audio, video, d) for d in self.durations]
-        scores = np.mean(np.stack(per_duration), axis=0)
-        if self.round_decimals is not None:
-            scores = np.round(scores, self.round_decimals)
-        return scores.astype(np.float64)
+        return self.raw_scores_many([(mfcc, faces)])[0]
 
-    def _score_chunks(self, audio: torch.Tensor, video: torch.Tensor, duration: int) -> np.ndarray:
+    @torch.inference_mode()
+    def raw_scores_many(self, tracks: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`raw_scores` for several ``(mfcc, faces)`` tracks: the full chunks of every track for one
+        duration go through the network together, at most ``max_batch_frames`` video frames per pass (a track
+        batch on a GPU). Each result equals that of :meth:`raw_scores` on the track alone, up to float32
+        rounding."""
+        streams = []
+        for mfcc, faces in tracks:
+            length = min((len(mfcc) - len(mfcc) % 4) / AUDIO_FPS, len(faces) / VIDEO_FPS)
+            n_audio, n_video = round(length * AUDIO_FPS), round(length * VIDEO_FPS)
+            if n_video == 0:
+                raise ValueError(f"clip too short to score: {len(mfcc)} audio frames, {len(faces)} video frames")
+            audio = torch.as_tensor(np.asarray(mfcc[:n_audio], dtype=np.float32), device=self.device)
+            video = torch.as_tensor(np.asarray(faces[:n_video]), device=self.device).float()
+            streams.append((audio, video))
+        per_duration = [self._score_chunks_many(streams, d) for d in self.durations]
+        results = []
+        for k in range(len(streams)):
+            scores = np.mean(np.stack([scores[k] for scores in per_duration]), axis=0)
+            if self.round_decimals is not None:
+                scores = np.round(scores, self.round_decimals)
+            results.append(scores.astype(np.float64))
+        return results
+
+    def _score_chunks_many(self, streams: list[tuple[torch.Tensor, torch.Tensor]], duration: int) -> list[np.ndarray]:
+        """Per-frame logits of each ``(audio, video)`` stream cut into ``duration``-second chunks (the last,
+        shorter one scored on its own)."""
         step = duration * VIDEO_FPS
-        full = len(video) // step
-        out = []
-        per_batch = max(1, self.max_batch_frames // step)
-        for start in range(0, full, per_batch):
-            stop = min(full, start + per_batch)
-            v = video[start * step : stop * step].reshape(stop - start, step, *video.shape[1:])
-            a = audio[start * step * 4 : stop * step * 4].reshape(stop - start, step * 4, audio.shape[1])
-            out.append(self.net(a, v).reshape(-1))
-        if full * step < len(video):
-            out.append(self.net(audio[None, full * step * 4 :], video[None, full * step :]).reshape(-1))
-        return torch.cat(out).float().cpu().numpy()
+        audio_chunks, video_chunks, owners = [], [], []
+        for k, (audio, video) in enumerate(streams):
+            full = len(video) // step
+            if full:
+                video_chunks.append(video[: full * step].reshape(full, step, *video.shape[1:]))
+                audio_chunks.append(audio[: full * step * 4].reshape(full, step * 4, audio.shape[1]))
+                owners += [k] * full
+        pieces: list[list[torch.Tensor]] = [[] for _ in streams]
+        if owners:
+            videos, audios = torch.cat(video_chunks), torch.cat(audio_chunks)
+            per_batch = max(1, self.max_batch_frames // step)
+            outputs = [
+                self.net(audios[start : start + per_batch], videos[start : start + per_batch]).reshape(-1, step)
+                for start in range(0, len(owners), per_batch)
+            ]
+            for k, chunk in zip(owners, torch.cat(outputs), strict=True):
+                pieces[k].append(chunk)
+        for k, (audio, video) in enumerate(streams):
+            full = len(video) // step
+            if full * step < len(video):
+                pieces[k].append(self.net(audio[None, full * step * 4 :], video[None, full * step :]).reshape(-1))
+        return [torch.cat(p).float().cpu().numpy() for p in pieces]
 
     def score(self, faces: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> TalkNetScores:
         """Score one face track.
@@ -595,3 +622,20 @@ class TalkNetScorer:
         raw = self.raw_scores(talknet_mfcc(audio, sample_rate), faces)
         frames = smooth_scores(raw, len(faces))
         return TalkNetScores(raw=raw, frames=frames, track=float(frames.mean()))
+
+    def score_many(
+        self, tracks: Sequence[tuple[np.ndarray, np.ndarray]], sample_rate: int = 16000
+    ) -> list[TalkNetScores]:
+        """:meth:`score` for several ``(faces, audio)`` tracks, their chunks batched together
+        (:meth:`raw_scores_many`); one result per track, in order."""
+        prepared = []
+        for faces, audio in tracks:
+            faces = np.asarray(faces)
+            if faces.ndim == 4 or faces.shape[1:] != (112, 112):
+                faces = mouth_region(faces)
+            prepared.append((talknet_mfcc(audio, sample_rate), faces))
+        results = []
+        for (_, faces), raw in zip(prepared, self.raw_scores_many(prepared), strict=True):
+            frames = smooth_scores(raw, len(faces))
+            results.append(TalkNetScores(raw=raw, frames=frames, track=float(frames.mean())))
+        return results

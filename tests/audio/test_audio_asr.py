@@ -97,14 +97,15 @@ def test_packing_shares_windows_and_saves_time(whisper, speech_set):
     cards = sorted((LIBRIVOX_DIR.parent / "cards").glob("*.wav"))
     clips = [c.audio for c in speech_set.clips] + [read_audio(p) for p in cards]
     windows = []
-    decode = whisper._decode
+    decode, decode_batch = whisper._decode, whisper._decode_batch
     whisper._decode = lambda audio, word_timestamps: windows.append(len(audio)) or decode(audio, word_timestamps)
+    whisper._decode_batch = lambda audios: windows.extend(len(a) for a in audios) or decode_batch(audios)
     try:
         start = time.process_time()
         packed = whisper.transcribe_many(clips, 16000)
         packed_cpu = time.process_time() - start
     finally:
-        del whisper._decode
+        del whisper._decode, whisper._decode_batch
     start = time.process_time()
     single = [whisper.transcribe(c, 16000) for c in clips]
     single_cpu = time.process_time() - start
@@ -211,3 +212,46 @@ def test_asr_stage_groups_survive_a_bad_item(speech_set, media_dir, compose_cfg)
     assert summary["stages"]["asr"]["outputs"] == 4 and summary["errors_by_stage"] == {"asr": 1}
     errors = [json.loads(line) for line in (run_dir / "errors.jsonl").read_text().splitlines()]
     assert errors[0]["item_id"] == drafts[2].stem and "cannot read audio" in errors[0]["message"]
+
+
+def test_batched_windows_equal_one_by_one(whisper, speech_set):
+    """Packed windows decoded in one CTranslate2 batch give the same transcripts and word times as decoding the
+    windows one after the other (``batch_size=1``)."""
+    from mikupal.media import read_audio
+    from mikupal.testing.media import LIBRIVOX_DIR
+
+    cards = sorted((LIBRIVOX_DIR.parent / "cards").glob("*.wav"))
+    clips = [c.audio for c in speech_set.clips] + [read_audio(p) for p in cards]
+    batches = []
+    decode_batch = whisper._decode_batch
+    whisper._decode_batch = lambda audios: batches.append(len(audios)) or decode_batch(audios)
+    try:
+        batched = whisper.transcribe_many(clips, 16000)
+    finally:
+        del whisper._decode_batch
+    assert whisper.batch_size > 1 and batches and max(batches) > 1  # the batched path really ran
+    whisper.batch_size, size = 1, whisper.batch_size
+    try:
+        single = whisper.transcribe_many(clips, 16000)
+    finally:
+        whisper.batch_size = size
+    assert [b.text for b in batched] == [s.text for s in single]
+    for b, s in zip(batched, single):
+        assert [w.word for w in b.words] == [w.word for w in s.words]
+        assert np.allclose([w.start for w in b.words], [w.start for w in s.words], atol=0.021)
+        assert np.allclose([w.end for w in b.words], [w.end for w in s.words], atol=0.021)
+        assert b.language == s.language
+
+
+def test_batched_windows_without_packing(speech_set):
+    """``pack_seconds: null`` with ``batch_size`` > 1: each utterance is its own window, decoded in one batch, with
+    the text of transcribing it alone."""
+    w = FasterWhisperTranscriber(device="cpu", language="en", pack_seconds=None, batch_size=4, pack_group=4)
+    w.setup()
+    assert w.group_size == 4
+    clips = [c.audio for c in speech_set.clips[:3]]
+    batched = w.transcribe_many(clips, 16000)
+    single = [w.transcribe(c, 16000) for c in clips]
+    assert [normalize_text(b.text) for b in batched] == [normalize_text(s.text) for s in single]
+    with pytest.raises(ValueError, match="batch_size"):
+        FasterWhisperTranscriber(batch_size=0)

@@ -166,3 +166,39 @@ def test_detect_many_equals_detect_frame_by_frame():
         assert dets.shape == alone.shape
         # batched convolutions may sum in another order: equal up to float32 rounding (pixels)
         np.testing.assert_allclose(dets, alone, rtol=1e-5, atol=1e-4)
+
+
+def test_detect_many_on_real_frames_equals_detect_and_uses_weights_where_placed():
+    """Real frames (scikit-image's astronaut photo, shifted copies at 1280x720): batched detection equals frame
+    by frame. With the real sfd_face.pth placed under $MIKUPAL_MODELS_DIR it is used (and must find the face);
+    otherwise a random-init network with sharpened face scores."""
+    from mikupal.registry import ModelNotFoundError, resolve
+    from mikupal.testing.media import TestDataMissing, face_photo
+
+    try:
+        photo = face_photo()
+    except TestDataMissing as e:
+        pytest.skip(str(e))
+    frames = []
+    for dx in (0, 200, 400, 600):
+        frame = np.full((720, 1280, 3), 90, np.uint8)
+        frame[100:612, 100 + dx : 612 + dx] = photo
+        frames.append(frame)
+    try:
+        detector, real = S3fd(resolve("s3fd")), True
+    except (ModelNotFoundError, FileNotFoundError):
+        torch.manual_seed(5)
+        detector, real = S3fd(None), False
+        with torch.no_grad():
+            for head in detector.net.conf:
+                head.weight.mul_(30)
+    threshold = 0.9 if real else 0.5
+    together = detector.detect_many(frames, conf_threshold=threshold, batch_size=4)
+    assert sum(len(d) for d in together) > 0
+    for frame, dets in zip(frames, together, strict=True):
+        alone = detector.detect(frame, conf_threshold=threshold)
+        assert dets.shape == alone.shape
+        np.testing.assert_allclose(dets, alone, rtol=1e-5, atol=1e-3)
+    if real:  # the face sits at rows 100..612 and moves right by 200 px a frame
+        for dx, dets in zip((0, 200, 400, 600), together, strict=True):
+            assert 100 + dx < dets[0, 0] < dets[0, 2] < 612 + dx

@@ -203,3 +203,31 @@ def test_face_track_crop_geometry():
     assert (near_edge[6, 0, 0] == 110).all()  # padding colour outside the frame
     with pytest.raises(ValueError):
         crop_face_track(frames, boxes[:3])
+
+
+def test_score_many_batches_tracks_and_equals_score_one_by_one(net):
+    """Tracks of different lengths scored together (chunks of all tracks in shared forward passes, also split
+    across passes by max_batch_frames) give each track the result of scoring it alone."""
+    rng = np.random.default_rng(4)
+    tracks = []
+    for frames in (30, 55, 12):
+        t = np.arange(frames * 640) / 16000
+        audio = (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+        tracks.append((_faces(frames, seed=frames), audio))
+    for max_batch_frames in (750, 50):
+        scorer = TalkNetScorer(net, durations=(1, 2), max_batch_frames=max_batch_frames)
+        calls = []
+        forward = scorer.net.forward
+        scorer.net.forward = lambda a, v: calls.append(len(a)) or forward(a, v)
+        try:
+            together = scorer.score_many(tracks)
+        finally:
+            del scorer.net.forward
+        assert max(calls) > 1 and max(calls) * 25 <= max(max_batch_frames, 50)  # chunks of several tracks per pass
+        alone = [scorer.score(faces, audio) for faces, audio in tracks]
+        assert len(together) == len(tracks)
+        for a, b in zip(together, alone, strict=True):
+            assert a.raw.shape == b.raw.shape and a.frames.shape == b.frames.shape
+            np.testing.assert_allclose(a.raw, b.raw, atol=1e-5)
+            np.testing.assert_allclose(a.frames, b.frames, atol=1e-5)
+            assert a.track == pytest.approx(b.track, abs=1e-5)
