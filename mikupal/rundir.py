@@ -199,6 +199,10 @@ class RunDir:
     def rank_marker(self, rank: int, world_size: int) -> Path:
         return self.root / "ranks" / f"rank-{rank:05d}-of-{world_size:05d}.json"
 
+    def rank_summary(self, rank: int, world_size: int) -> Path:
+        """The summary a rank writes when it is done (``summary.json`` is the merged one, from ``finish``)."""
+        return self.root / f"summary.{rank:05d}-of-{world_size:05d}.json"
+
     def store(self, stage: str, rank: int, world_size: int) -> "StageStore":
         return StageStore(self.root, stage, rank, world_size)
 

@@ -421,15 +421,18 @@ class PipelineRunner:
         return self.finish_if_last(result)
 
     def finish_if_last(self, result: RankResult | None = None) -> dict[str, Any]:
-        """``finish`` if every rank has its marker (this one is the last), else write and return a rank summary."""
-        markers = self._markers()
-        if all(m is not None for m in markers):
-            return self.finish()
-        summary = self._summary(final=None, stopped=[result.stopped] if result and result.stopped else [])
+        """Write this rank's summary; then ``finish`` if every rank has its marker (this one is the last).
+
+        Returns the merged summary after ``finish``, else the rank summary.
+        """
+        summary = None
         if result is not None:
+            summary = self._summary(final=None, stopped=[result.stopped] if result.stopped else [])
             summary["shard"] = {"rank": result.rank, "world_size": result.world_size}
-            atomic_write_json(self.run_dir / f"summary.{result.rank:05d}-of-{result.world_size:05d}.json", summary)
-        return summary
+            atomic_write_json(self.layout.rank_summary(result.rank, result.world_size), summary)
+        if all(m is not None for m in self._markers()):
+            return self.finish()
+        return summary if summary is not None else self._summary(final=None, stopped=[])
 
     def _markers(self) -> list[dict[str, Any] | None]:
         """Each rank's completion marker, or None where it is missing or belongs to another plan."""

@@ -32,7 +32,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def seeded_run(tmp_path: Path, media_dir: Path) -> Callable[..., tuple[Path, Path, list[Utterance]]]:
-    """Factory: a run directory ready for ``stages=[extract, asr, annotate]`` with the given transcripts."""
+    """Factory: a run directory ready for ``stages=[extract, vad, asr, annotate]`` with the given transcripts."""
 
     def make(texts: list[str], faces: list[bool] | None = None) -> tuple[Path, Path, list[Utterance]]:
         source = tmp_path / "video.mp4"

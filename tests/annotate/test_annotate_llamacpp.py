@@ -77,7 +77,7 @@ def assert_valid_emotion(emotion: dict, rollouts: int) -> None:
 
 def test_pipeline_annotate_stage_text_only(server, seeded_run):
     run_dir, source, utterances = seeded_run(TEXTS)
-    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
                    "fail_fast=false", *annotator_overrides(server, "annotator.modalities=[text]",
                                                            "annotator.rollouts=2")])
     start = time.monotonic()
@@ -104,7 +104,7 @@ def test_pipeline_annotate_stage_text_only(server, seeded_run):
 def test_a_wrong_key_stops_the_stage_with_the_servers_message(server, seeded_run, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-wrong")
     run_dir, source, utterances = seeded_run(TEXTS)
-    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
                    "fail_fast=false", *annotator_overrides(server, "annotator.modalities=[text]",
                                                            "annotator.max_in_flight=1")])
     summary = run_pipeline(cfg)
@@ -117,7 +117,7 @@ def test_a_wrong_key_stops_the_stage_with_the_servers_message(server, seeded_run
 
 def test_audio_to_a_text_only_server_stops_at_once(server, seeded_run):
     run_dir, source, utterances = seeded_run(TEXTS + ["one more", "and another"])
-    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,asr,annotate]", "labels=meld7",
+    cfg = compose([f"input={source}", f"run_dir={run_dir}", "stages=[extract,vad,asr,annotate]", "labels=meld7",
                    "fail_fast=false", *annotator_overrides(server, "annotator.modalities=[audio,text]")])
     start = time.monotonic()
     summary = run_pipeline(cfg)
