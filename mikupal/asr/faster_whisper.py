@@ -17,7 +17,7 @@ timestamps from cross-attention alignment (dynamic time warping), relative to th
 ``transcribe`` would run the encoder twice).
 
 Packing (``pack_seconds``): Whisper's encoder always sees a 30 s window, so a 3 s utterance costs as much encoder
-time as a 30 s one, and on a CPU batching windows does not help (the work is the same). With ``pack_seconds`` set,
+time as a 30 s one. With ``pack_seconds`` set,
 :meth:`FasterWhisperTranscriber.transcribe_many` joins consecutive utterances of a recording, separated by
 ``pack_gap`` seconds of silence, into windows of at most ``pack_seconds``, transcribes each window once, and gives
 every word back to the utterance its midpoint falls in (as whisperX transcribes VAD segments merged into 30 s
@@ -26,6 +26,13 @@ the same up to number formatting ("10" / "ten"), and the shared context fixed so
 the backend groups of ``pack_group`` consecutive utterances, fixed by utterance index, so resuming an interrupted
 run forms the same windows. Utterances in one window share its detected language. ``pack_seconds: null`` transcribes each
 utterance on its own (:meth:`transcribe`).
+
+Batching (``batch_size``): the windows of a group are decoded ``batch_size`` at a time through CTranslate2's
+batched generation (one encoder pass, one ``generate`` call and one word alignment for the batch, as
+faster-whisper's ``BatchedInferencePipeline``); where Whisper stops before the end of a window, the batch decodes
+on from its last timestamp in a further round, as the sequential decoder does (the batched pipeline drops that
+audio). A window that fails Whisper's checks at the first temperature is decoded alone with the full temperature
+fallback. On the LibriVox clips batched and one-by-one decoding give the same words and word times.
 
 A cut encoder window (feeding the encoder only the utterance plus a few seconds, whisper.cpp's ``audio_ctx``) was
 tried and rejected: 3x faster too, but it hallucinated on music and noise and fell into repetition loops on real
