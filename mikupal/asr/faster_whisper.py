@@ -17,7 +17,7 @@ timestamps from cross-attention alignment (dynamic time warping), relative to th
 ``transcribe`` would run the encoder twice).
 
 Packing (``pack_seconds``): Whisper's encoder always sees a 30 s window, so a 3 s utterance costs as much encoder
-time as a 30 s one, and on a CPU batching windows does not help (the work is the same). With ``pack_seconds`` set,
+time as a 30 s one. With ``pack_seconds`` set,
 :meth:`FasterWhisperTranscriber.transcribe_many` joins consecutive utterances of a recording, separated by
 ``pack_gap`` seconds of silence, into windows of at most ``pack_seconds``, transcribes each window once, and gives
 every word back to the utterance its midpoint falls in (as whisperX transcribes VAD segments merged into 30 s
@@ -26,6 +26,13 @@ the same up to number formatting ("10" / "ten"), and the shared context fixed so
 the backend groups of ``pack_group`` consecutive utterances, fixed by utterance index, so resuming an interrupted
 run forms the same windows. Utterances in one window share its detected language. ``pack_seconds: null`` transcribes each
 utterance on its own (:meth:`transcribe`).
+
+Batching (``batch_size``): the windows of a group are decoded ``batch_size`` at a time through CTranslate2's
+batched generation (one encoder pass, one ``generate`` call and one word alignment for the batch, as
+faster-whisper's ``BatchedInferencePipeline``); where Whisper stops before the end of a window, the batch decodes
+on from its last timestamp in a further round, as the sequential decoder does (the batched pipeline drops that
+audio). A window that fails Whisper's checks at the first temperature is decoded alone with the full temperature
+fallback. On the LibriVox clips batched and one-by-one decoding give the same words and word times.
 
 A cut encoder window (feeding the encoder only the utterance plus a few seconds, whisper.cpp's ``audio_ctx``) was
 tried and rejected: 3x faster too, but it hallucinated on music and noise and fell into repetition loops on real
@@ -95,6 +102,9 @@ class FasterWhisperTranscriber(Transcriber):
             batching).
         batch_size: windows (packed, or single utterances of at most 30 s) decoded together through
             CTranslate2's batched generation; 1 decodes them one by one.
+        timestamp_tokens: let the decoder emit Whisper's segment timestamp tokens (its default). False decodes
+            with ``<|notimestamps|>`` as ``BatchedInferencePipeline`` does: fewer decoder steps; word times still
+            come from the cross-attention alignment.
         seed: random seed set before each decoded window, so temperature-fallback sampling gives the same
             transcript whatever ran before (resumed runs reproduce uninterrupted ones).
     """
@@ -122,6 +132,7 @@ class FasterWhisperTranscriber(Transcriber):
         pack_gap: float = 1.0,
         pack_group: int = 16,
         batch_size: int = 1,
+        timestamp_tokens: bool = True,
         seed: int = 0,
     ) -> None:
         if beam_size < 1:
@@ -154,6 +165,7 @@ class FasterWhisperTranscriber(Transcriber):
         self.pack_gap = pack_gap
         self.pack_group = pack_group
         self.batch_size = int(batch_size)
+        self.timestamp_tokens = bool(timestamp_tokens)
         self.seed = int(seed)
         self._model: Any = None
 
@@ -261,6 +273,8 @@ class FasterWhisperTranscriber(Transcriber):
             audios.append(np.concatenate(pieces[:-1]))
             all_spans.append(spans)
         decoded = self._decode_batch(audios) if len(audios) > 1 else [None]
+        if len(audios) > 1:
+            log.debug("asr: %d of %d windows of a batch decoded alone", sum(r is None for r in decoded), len(audios))
         for indices, spans, audio, result in zip(windows, all_spans, audios, decoded):
             if result is None:
                 segments, language, probability = self._decode(audio, word_timestamps=True)
@@ -303,119 +317,141 @@ class FasterWhisperTranscriber(Transcriber):
         return resample(np.asarray(audio, dtype=np.float32).reshape(-1), sampling_rate, WHISPER_RATE)
 
     def _decode_batch(self, audios: list[np.ndarray]) -> list[tuple[list[Any], str, float | None] | None]:
-        """Decode windows of at most 30 s together: one batched encoder pass, language detection, greedy or beam
-        generation and word alignment over the whole batch (as faster-whisper's ``BatchedInferencePipeline``).
+        """Decode windows of at most 30 s together: batched encoder passes, language detection, greedy or beam
+        generation and word alignment over the whole batch (as faster-whisper's ``BatchedInferencePipeline``),
+        and, like the sequential decoder, decoding on from the last timestamp of a window where the decoder
+        stopped before its end (further batched rounds over those windows).
 
         Returns per window ``(words, language, language probability)``, with word times from the window's start,
-        or ``None`` for a window that needs what a batch does not do (the temperature fallback, or decoding on
-        after an unfinished segment); the caller decodes that one with :meth:`_decode`, which gives the
-        sequential result.
+        or ``None`` for a window that needs the temperature fallback (a batch decodes at the first temperature
+        only); the caller decodes that one alone with :meth:`_decode`.
         """
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
         ctranslate2.set_random_seed(self.seed)
-        fe = model.feature_extractor
-        features = np.stack([pad_or_trim(fe(a)[..., :-1]) for a in audios])
-        encoder_output = model.encode(features)
+        features = [model.feature_extractor(a) for a in audios]
+        content = [f.shape[-1] - 1 for f in features]
+        first = np.stack([pad_or_trim(f[:, : min(c, model.feature_extractor.nb_max_frames)]) for f, c in zip(features, content)])
+        encoder_output = model.encode(first)
         if self.language is not None:
             detected = [(self.language, None)] * len(audios)
         elif model.model.is_multilingual:
             detected = [(langs[0][0][2:-2], langs[0][1]) for langs in model.model.detect_language(encoder_output)]
         else:
             detected = [("en", 1.0)] * len(audios)
-        languages = {lang for lang, _ in detected}
+        languages = sorted({lang for lang, _ in detected})
         out: list[tuple[list[Any], str, float | None] | None] = [None] * len(audios)
-        if len(languages) > 1:  # rare: windows of one batch in different languages; one batch per language
-            for lang in sorted(languages):
-                picked = [i for i, (l, _) in enumerate(detected) if l == lang]
-                sub = self._decode_batch_encoded(
-                    [audios[i] for i in picked], features[picked], None, lang, [detected[i][1] for i in picked]
-                )
-                for i, r in zip(picked, sub):
-                    out[i] = r
-            return out
-        return self._decode_batch_encoded(audios, features, encoder_output, detected[0][0], [p for _, p in detected])
+        for lang in languages:  # windows of one batch in different languages (rare): one batch per language
+            picked = [i for i, (lg, _) in enumerate(detected) if lg == lang]
+            rounds = self._decode_rounds(
+                [features[i] for i in picked], [content[i] for i in picked],
+                encoder_output if len(languages) == 1 else None, lang,
+            )
+            for i, words in zip(picked, rounds):
+                out[i] = None if words is None else (words, lang, detected[i][1])
+        return out
 
-    def _decode_batch_encoded(
-        self,
-        audios: list[np.ndarray],
-        features: np.ndarray,
-        encoder_output: Any,
-        language: str,
-        probabilities: list[float | None],
-    ) -> list[tuple[list[Any], str, float | None] | None]:
-        """:meth:`_decode_batch` for windows of one language (``encoder_output``: theirs, or None to encode)."""
+    def _decode_rounds(
+        self, features: list[np.ndarray], content: list[int], encoder_output: Any, language: str
+    ) -> list[list[Any] | None]:
+        """:meth:`_decode_batch` for windows of one language (``encoder_output``: of their first 30 s, or None).
+
+        Returns per window its words (times from the window's start), or ``None`` (temperature fallback).
+        """
+        from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import Word as FwWord
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         model = self._model
-        if encoder_output is None:
-            encoder_output = model.encode(features)
+        fps = model.frames_per_second
+        full = model.feature_extractor.nb_max_frames
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         previous = tokenizer.encode(" " + self.initial_prompt.strip()) if self.initial_prompt else []
-        prompt = model.get_prompt(tokenizer, previous_tokens=previous, without_timestamps=False)
-        results = model.model.generate(
-            encoder_output,
-            [list(prompt) for _ in audios],
-            beam_size=self.beam_size,
-            patience=1.0,
-            length_penalty=1.0,
-            max_length=model.max_length,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            return_scores=True,
-            return_no_speech_prob=True,
-            sampling_temperature=self.temperatures[0],
-            max_initial_timestamp_index=int(round(1.0 / model.time_precision)),
-        )
-        out: list[tuple[list[Any], str, float | None] | None] = [None] * len(audios)
-        segmented: list[list[dict]] = []
-        sizes: list[int] = []
-        kept: list[int] = []
-        for k, (audio, result) in enumerate(zip(audios, results)):
-            tokens = result.sequences_ids[0]
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            compression = get_compression_ratio(tokenizer.decode(tokens).strip())
-            low = self.log_prob_threshold is not None and avg_logprob < self.log_prob_threshold
-            silent = (
-                self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold and low
+        no_ts = not self.timestamp_tokens
+        prompts = [  # the initial prompt goes with the first round only (condition_on_previous_text is off)
+            model.get_prompt(tokenizer, previous_tokens=previous, without_timestamps=no_ts),
+            model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=no_ts),
+        ]
+        suppress = get_suppressed_tokens(tokenizer, [-1])
+        seeks = [0] * len(features)
+        words: list[list[Any]] = [[] for _ in features]
+        failed: set[int] = set()
+        active = list(range(len(features)))
+        round_no = 0
+        while active:
+            batch = np.stack([pad_or_trim(features[k][:, seeks[k] : min(content[k], seeks[k] + full)]) for k in active])
+            if encoder_output is None:
+                encoder_output = model.encode(batch)
+            prompt = prompts[min(round_no, 1)]
+            results = model.model.generate(
+                encoder_output,
+                [list(prompt) for _ in active],
+                beam_size=self.beam_size,
+                patience=1.0,
+                length_penalty=1.0,
+                max_length=model.max_length,
+                suppress_blank=True,
+                suppress_tokens=suppress,
+                return_scores=True,
+                return_no_speech_prob=True,
+                sampling_temperature=self.temperatures[0],
+                max_initial_timestamp_index=int(round(1.0 / model.time_precision)),
             )
-            if silent:  # Whisper skips this window
-                out[k] = ([], language, probabilities[k])
-                continue
-            repetitive = self.compression_ratio_threshold is not None and compression > self.compression_ratio_threshold
-            if (low or repetitive) and len(self.temperatures) > 1:
-                continue  # the temperature fallback: decoded alone by the caller
-            duration = len(audio) / WHISPER_RATE
-            size = int(np.ceil(duration) * model.frames_per_second)
-            offset = 30.0 * k  # a time line per window, one after the other, for the alignment's heuristics
-            subsegments, _, single_ending = model._split_segments_by_timestamps(
-                tokenizer=tokenizer, tokens=tokens, time_offset=offset, segment_size=size,
-                segment_duration=duration, seek=int(offset * model.frames_per_second),
-            )
-            used = sum(len(s["tokens"]) for s in subsegments)
-            if any(t < tokenizer.eot for t in tokens[used:]):
-                continue  # an unfinished segment: the sequential decoder would decode on from it
-            segmented.append(subsegments)
-            sizes.append(size)
-            kept.append(k)
-        if segmented:  # word times are needed to hand words to utterances, even with word_timestamps off
-            if len(kept) < len(audios):  # the alignment takes the encoder output of exactly these windows
-                encoder_output = model.encode(features[kept])
-            model.add_word_timestamps(
-                segmented, tokenizer, encoder_output, sizes, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、", 0.0
-            )
-        for k, subsegments in zip(kept, segmented):
-            offset = 30.0 * k
-            words = [
-                FwWord(start=w["start"] - offset, end=w["end"] - offset, word=w["word"], probability=w["probability"])
-                for s in subsegments for w in s.get("words", [])
-            ]
-            out[k] = (words, language, probabilities[k])
-        return out
+            segmented: list[list[dict]] = []
+            sizes: list[int] = []
+            kept: list[tuple[int, int]] = []
+            next_active: list[int] = []
+            for j, (k, result) in enumerate(zip(active, results)):
+                tokens = result.sequences_ids[0]
+                avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+                compression = get_compression_ratio(tokenizer.decode(tokens).strip())
+                low = self.log_prob_threshold is not None and avg_logprob < self.log_prob_threshold
+                silent = (
+                    self.no_speech_threshold is not None and result.no_speech_prob > self.no_speech_threshold and low
+                )
+                if silent:  # Whisper skips the rest of this window
+                    continue
+                repetitive = (
+                    self.compression_ratio_threshold is not None and compression > self.compression_ratio_threshold
+                )
+                if (low or repetitive) and len(self.temperatures) > 1:
+                    failed.add(k)  # the temperature fallback: decoded alone by the caller
+                    continue
+                size = min(full, content[k] - seeks[k])
+                base = 60.0 * k  # a time line per window, one after the other, for the alignment's heuristics
+                seek = round(base * fps) + seeks[k]
+                subsegments, seek_after, _ = model._split_segments_by_timestamps(
+                    tokenizer=tokenizer, tokens=tokens, time_offset=seek / fps, segment_size=size,
+                    segment_duration=size / fps, seek=seek,
+                )
+                segmented.append(subsegments)
+                sizes.append(size)
+                kept.append((j, k))
+                advanced = seek_after - seek
+                seeks[k] += advanced
+                if 0 < advanced and seeks[k] < content[k]:
+                    next_active.append(k)  # stopped before the end: decode on from the last timestamp
+            if segmented:
+                if len(kept) < len(active):  # the alignment takes the encoder output of exactly these windows
+                    encoder_output = model.encode(batch[[j for j, _ in kept]])
+                model.add_word_timestamps(
+                    segmented, tokenizer, encoder_output, sizes, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、", 0.0
+                )
+                for (_, k), subsegments in zip(kept, segmented):
+                    base = 60.0 * k
+                    words[k] += [
+                        FwWord(start=w["start"] - base, end=w["end"] - base, word=w["word"], probability=w["probability"])
+                        for sub in subsegments for w in sub.get("words", [])
+                    ]
+            if round_no > 0 or next_active:
+                log.debug("asr: batch round %d: %d windows, %d decode on", round_no, len(active), len(next_active))
+            active = [k for k in next_active if k not in failed]
+            encoder_output = None
+            round_no += 1
+        return [None if k in failed else words[k] for k in range(len(features))]
 
     def _decode(self, audio: np.ndarray, word_timestamps: bool) -> tuple[list[Any], str, float | None]:
         """Encode the first window once, detect the language from it if needed, and decode.
@@ -460,7 +496,7 @@ class FasterWhisperTranscriber(Transcriber):
             prefix=None,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            without_timestamps=False,
+            without_timestamps=not self.timestamp_tokens,
             max_initial_timestamp=1.0,
             word_timestamps=word_timestamps,
             prepend_punctuations="\"'“¿([{-",
