@@ -6,10 +6,16 @@ Model: Silero VAD v6 (Silero Team), a small convolutional/LSTM network scoring 3
 onnxruntime on the CPU. Expected input: mono float32 at 16 kHz or 8 kHz (other rates are resampled to 16 kHz;
 the returned times are in seconds either way).
 
-Speech spans come from the package's own ``get_speech_timestamps`` (threshold with hysteresis, minimum speech and
-silence durations, padding), called on a torch tensor. Audio is decoded by the pipeline, never with
-``silero_vad.read_audio`` (which needs torchaudio). Unlike WebRTC VAD, Silero keeps music out of the speech spans
-(precision 1.00 on LibriVox over real music at 3 dB SNR).
+The model is driven directly with onnxruntime and numpy (no torch, no import of the ``silero_vad`` package, whose
+import alone loads torch): the audio is cut into windows of 512 samples at 16 kHz (256 at 8 kHz, the last one
+zero-padded), each fed with the previous window's last 64 (32) samples as context and the recurrent state the
+model returned for the previous window. The probabilities become spans by the rules of the package's
+``get_speech_timestamps`` (its defaults except those set here; no maximum span length): a span starts at a window
+at or above ``threshold``, ends where the probability first fell below ``threshold - 0.15`` once that silence has
+lasted ``min_silence_duration``, is dropped if not longer than ``min_speech_duration``, and is padded by
+``speech_pad`` on each side (half the gap when two spans are closer than twice the pad). Audio is decoded by the
+pipeline. Unlike WebRTC VAD, Silero keeps music out of the speech spans (precision 1.00 on LibriVox over real
+music at 3 dB SNR).
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from mikupal.vad.base import VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
-_SUPPORTED_RATES = (8000, 16000)
+#: Sample rate -> (window samples, context samples) the Silero ONNX model expects.
+_WINDOWS = {16000: (512, 64), 8000: (256, 32)}
 
 
 class SileroVad(VoiceActivityDetector):
@@ -40,7 +47,7 @@ class SileroVad(VoiceActivityDetector):
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
-    requires = {"onnxruntime": "onnxruntime", "silero_vad": "silero-vad==6.2.3 --no-deps"}
+    requires = {"onnxruntime": "onnxruntime"}
     #: Attributes holding a model-registry name or path; their files are checked before a run starts.
     model_keys = ("model",)
 
@@ -61,59 +68,132 @@ class SileroVad(VoiceActivityDetector):
         self.min_silence_duration = min_silence_duration
         self.speech_pad = speech_pad
         self.model = model
-        self._model: Any = None
-        self._get_speech_timestamps: Any = None
+        self._session: Any = None
 
     def setup(self) -> None:
+        import onnxruntime
+
         from mikupal.registry import resolve
 
         path = resolve(self.model)
-        import torch
-
-        # Importing silero_vad calls torch.set_num_threads(1) process-wide; keep the caller's setting.
-        threads = torch.get_num_threads()
+        opts = onnxruntime.SessionOptions()
+        # One window at a time through a recurrent state: extra threads only add overhead.
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
         try:
-            from silero_vad.utils_vad import OnnxWrapper, get_speech_timestamps
-        except ImportError as e:
-            raise ImportError(
-                f"vad=silero needs the silero-vad package ({e}). Fix: pip install --no-deps silero-vad==6.2.3 "
-                "(or bash scripts/setup.sh)"
+            self._session = onnxruntime.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:
+            raise RuntimeError(
+                f"vad=silero: cannot load the Silero VAD model {path} ({e}). Fix: reinstall it with "
+                "pip install --no-deps --force-reinstall silero-vad==6.2.3 (or bash scripts/setup.sh)"
             ) from e
-        finally:
-            torch.set_num_threads(threads)
-        self._model = OnnxWrapper(str(path), force_onnx_cpu=True)
-        self._get_speech_timestamps = get_speech_timestamps
+        names = {i.name for i in self._session.get_inputs()}
+        if names != {"input", "state", "sr"}:
+            raise RuntimeError(
+                f"vad=silero: {path} has inputs {sorted(names)}, not the Silero VAD v5/v6 inputs "
+                "['input', 'sr', 'state']. Fix: point vad.model at a Silero VAD v6 .onnx file"
+            )
         log.info("Silero VAD loaded from %s", path)
 
     def teardown(self) -> None:
-        self._model = None
-        self._get_speech_timestamps = None
+        self._session = None
+
+    def probabilities(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:
+        """Speech probability of each window (512 samples at 16 kHz, 256 at 8 kHz; the last one zero-padded)."""
+        if self._session is None:
+            raise RuntimeError("SileroVad.setup() must be called before detect()")
+        if sampling_rate not in _WINDOWS:
+            raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, got {sampling_rate}")
+        window, context = _WINDOWS[sampling_rate]
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        count = -(-len(audio) // window)
+        # Model input: the previous window's last `context` samples (zeros before the first) then the window.
+        buffer = np.zeros((1, context + window), np.float32)
+        state = np.zeros((2, 1, 128), np.float32)
+        rate = np.array(sampling_rate, dtype=np.int64)
+        probs = np.empty(count, np.float32)
+        run = self._session.run
+        for i in range(count):
+            buffer[0, :context] = buffer[0, -context:]
+            chunk = audio[i * window : (i + 1) * window]
+            buffer[0, context : context + len(chunk)] = chunk
+            buffer[0, context + len(chunk) :] = 0.0
+            out, state = run(None, {"input": buffer, "state": state, "sr": rate})
+            probs[i] = out[0, 0]
+        return probs
 
     def detect(self, audio: np.ndarray, sampling_rate: int) -> list[tuple[float, float]]:
         """Speech spans ``(start, end)`` in seconds from the start of ``audio``, sorted and non-overlapping."""
-        if self._model is None:
+        if self._session is None:
             raise RuntimeError("SileroVad.setup() must be called before detect()")
-        import torch
-
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         rate = sampling_rate
-        if rate not in _SUPPORTED_RATES:
+        if rate not in _WINDOWS:
             audio = resample(audio, rate, 16000)
             rate = 16000
-        window = 512 if rate == 16000 else 256
-        if len(audio) < window:
+        if len(audio) < _WINDOWS[rate][0]:
             return []
-        self._model.reset_states()
-        stamps = self._get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(audio)),
-            self._model,
+        stamps = speech_spans(
+            self.probabilities(audio, rate),
+            window=_WINDOWS[rate][0],
+            length=len(audio),
             threshold=self.threshold,
-            sampling_rate=rate,
-            min_speech_duration_ms=round(self.min_speech_duration * 1000),
-            min_silence_duration_ms=round(self.min_silence_duration * 1000),
-            speech_pad_ms=round(self.speech_pad * 1000),
-            return_seconds=False,
+            min_speech=rate * round(self.min_speech_duration * 1000) / 1000,
+            min_silence=rate * round(self.min_silence_duration * 1000) / 1000,
+            pad=rate * round(self.speech_pad * 1000) / 1000,
         )
         total = len(audio) / rate
-        spans = [(max(0.0, s["start"] / rate), min(total, s["end"] / rate)) for s in stamps]
+        spans = [(max(0.0, s / rate), min(total, e / rate)) for s, e in stamps]
         return [(round(s, 3), round(e, 3)) for s, e in spans if e > s]
+
+
+def speech_spans(
+    probs: np.ndarray, window: int, length: int, threshold: float, min_speech: float, min_silence: float, pad: float
+) -> list[tuple[int, int]]:
+    """Speech spans ``(start, end)`` in samples from per-window speech probabilities (rules: module docstring).
+
+    Args:
+        probs: one probability per window of ``window`` samples.
+        length: number of audio samples (a span still open at the end closes there).
+        threshold: a span starts at a window with probability ``>= threshold``; once in speech, a window is
+            silence below ``max(threshold - 0.15, 0.01)``.
+        min_speech, min_silence, pad: in samples (may be fractional).
+    """
+    low = max(threshold - 0.15, 0.01)
+    spans: list[list[int]] = []
+    start: int | None = None  # sample where the open span began
+    silence_from = 0  # sample where the current silence inside the open span began (0: none)
+    for i, p in enumerate(probs.tolist()):
+        sample = window * i
+        if p >= threshold:
+            silence_from = 0
+            if start is None:
+                start = sample
+            continue
+        if start is None or p >= low:
+            continue
+        if not silence_from:
+            silence_from = sample
+        if sample - silence_from >= min_silence:
+            if silence_from - start > min_speech:
+                spans.append([start, silence_from])
+            start, silence_from = None, 0
+    if start is not None and length - start > min_speech:
+        spans.append([start, length])
+    # Pad each side; where two spans are closer than twice the pad, the gap is split between them.
+    for i, span in enumerate(spans):
+        if i == 0:
+            span[0] = int(max(0, span[0] - pad))
+        if i + 1 < len(spans):
+            gap = spans[i + 1][0] - span[1]
+            if gap < 2 * pad:
+                span[1] += int(gap // 2)
+                spans[i + 1][0] = int(max(0, spans[i + 1][0] - gap // 2))
+            else:
+                span[1] = int(min(length, span[1] + pad))
+                spans[i + 1][0] = int(max(0, spans[i + 1][0] - pad))
+        else:
+            span[1] = int(min(length, span[1] + pad))
+    return [(s, e) for s, e in spans]

@@ -55,7 +55,8 @@ def test_silero_is_rate_independent(silero, speech_set):
 
 
 def test_silero_setup_keeps_torch_threads():
-    """Importing silero_vad sets torch to one thread process-wide; setup() restores the caller's setting."""
+    """Importing silero_vad sets torch to one thread process-wide; setup() (which no longer imports it) leaves the
+    caller's setting alone."""
     import torch
 
     before = torch.get_num_threads()
@@ -65,6 +66,78 @@ def test_silero_setup_keeps_torch_threads():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+#: (threshold, min_speech_duration, min_silence_duration, speech_pad): the defaults, and settings that exercise the
+#: other span rules (spans closer than twice the pad share the gap; zero silence ends a span at once).
+_SPAN_SETTINGS = [(0.5, 0.25, 0.3, 0.03), (0.3, 0.1, 0.0, 0.25), (0.7, 0.5, 0.1, 0.0)]
+
+
+@pytest.mark.parametrize("music", [False, True], ids=["clean", "music"])
+def test_silero_matches_the_silero_vad_package(music, speech_set, noisy_concat):
+    """Per-window probabilities within 1e-4 and spans within one window (32 ms) of the silero-vad package's own
+    ``get_speech_timestamps`` on the same ONNX model, at 16 kHz and 8 kHz, for several span settings."""
+    import soxr
+    import torch
+    from silero_vad.utils_vad import OnnxWrapper, get_speech_timestamps
+
+    from mikupal.registry import resolve
+
+    reference = OnnxWrapper(str(resolve("silero-vad")), force_onnx_cpu=True)
+    audio16 = noisy_concat if music else speech_set.audio
+    for rate in (16000, 8000):
+        audio = audio16 if rate == 16000 else soxr.resample(audio16, 16000, rate).astype(np.float32)
+        samples = torch.from_numpy(np.ascontiguousarray(audio))
+        window = 512 if rate == 16000 else 256
+        vad = SileroVad()
+        vad.setup()
+        probs = vad.probabilities(audio, rate)
+        reference.reset_states()
+        expected = [reference(samples[i : i + window], rate).item() for i in range(0, len(audio) - window + 1, window)]
+        assert len(probs) == -(-len(audio) // window)
+        assert np.max(np.abs(probs[: len(expected)] - np.array(expected))) < 1e-4
+        for threshold, min_speech, min_silence, pad in _SPAN_SETTINGS:
+            vad = SileroVad(threshold, min_speech, min_silence, pad)
+            vad.setup()
+            spans = vad.detect(audio, rate)
+            stamps = get_speech_timestamps(
+                samples,
+                reference,
+                threshold=threshold,
+                sampling_rate=rate,
+                min_speech_duration_ms=round(min_speech * 1000),
+                min_silence_duration_ms=round(min_silence * 1000),
+                speech_pad_ms=round(pad * 1000),
+            )
+            want = [(d["start"] / rate, d["end"] / rate) for d in stamps]
+            assert len(spans) == len(want) >= 5, (rate, threshold, spans, want)
+            assert np.max(np.abs(np.array(spans) - np.array(want))) <= 0.032, (rate, threshold, spans, want)
+
+
+def test_silero_runs_without_torch(speech_set, tmp_path):
+    """Importing the backend, loading the model and detecting speech load neither torch nor silero_vad."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mikupal
+
+    root = str(Path(mikupal.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    audio = tmp_path / "speech.npy"
+    np.save(audio, speech_set.audio)
+    code = (
+        "import sys, numpy as np\n"
+        "from mikupal.vad.silero import SileroVad\n"
+        "vad = SileroVad(); vad.setup()\n"
+        f"spans = vad.detect(np.load({str(audio)!r}), 16000)\n"
+        "assert len(spans) == 5, spans\n"
+        "loaded = sorted(m for m in ('torch', 'silero_vad') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_silero_edge_cases(silero):
