@@ -54,20 +54,6 @@ def test_silero_is_rate_independent(silero, speech_set):
         assert np.max(np.abs(np.array(spans) - np.array(ref))) < tolerance
 
 
-def test_silero_setup_keeps_torch_threads():
-    """Importing silero_vad sets torch to one thread process-wide; setup() (which no longer imports it) leaves the
-    caller's setting alone."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        SileroVad().setup()
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-
-
 #: (threshold, min_speech_duration, min_silence_duration, speech_pad): the defaults, and settings that exercise the
 #: other span rules (spans closer than twice the pad share the gap; zero silence ends a span at once).
 _SPAN_SETTINGS = [(0.5, 0.25, 0.3, 0.03), (0.3, 0.1, 0.0, 0.25), (0.7, 0.5, 0.1, 0.0)]
