@@ -5,12 +5,16 @@
   stated duration (AAC priming/padding makes decoders return up to ~50 ms extra) and timed by the packets'
   timestamps, so audio and video times agree for variable-frame-rate sources and non-zero start times.
 * :func:`read_audio` / :func:`write_audio` read and write 16 kHz mono files (FLAC, WAV) with soundfile.
+* :func:`write_video` writes H.264 + AAC (or other audio codecs and containers) from frames and mono audio.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +330,116 @@ def write_audio(path: str | Path, audio: np.ndarray, sampling_rate: int = 16000)
     clipped = np.clip(audio, -1.0, 1.0)
     sf.write(str(path), clipped, sampling_rate, subtype="PCM_16")
 
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray | tuple[int, np.ndarray]] | None,
+    fps: float = 25,
+    audio: np.ndarray | None = None,
+    sampling_rate: int = 16000,
+    *,
+    audio_rate: int | None = None,
+    audio_codec: str = "aac",
+    audio_layout: str = "mono",
+    size: tuple[int, int] | None = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+    fmt: str | None = "mp4",
+    options: dict | None = None,
+    cover: np.ndarray | None = None,
+) -> int:
+    """Write a video file with PyAV: H.264 video and (by default) AAC audio. The one video writer of MIKU-PAL.
+
+    Used for the ``asd`` stage's face clips (:mod:`mikupal.asd.clip`) and for every test and benchmark clip
+    (:func:`mikupal.testing.media.write_video`, ``tests/core/decode_media.py``).
+
+    Args:
+        path: output file (its folder must exist).
+        frames: RGB uint8 ``(H, W, 3)`` frames in order, or ``(index, frame)`` pairs that put each frame at
+            ``index / fps`` (a clip whose first frames are missing keeps its sync with the audio); ``None``: no
+            video stream.
+        fps: video frame rate (a fraction such as 30000/1001 is kept exact).
+        audio: mono float samples at ``sampling_rate`` (``None``: no audio stream); values are clipped to ±1.
+        audio_rate: the audio stream's sample rate (resampled with soxr); ``None``: ``sampling_rate``.
+        audio_codec, audio_layout: e.g. ``aac``/``mono`` (default), ``ac3``/``stereo``, ``libopus``, ``flac``; the
+            mono signal is copied to every channel.
+        size: ``(width, height)`` of the video; default: the first frame's. Frames are cut to it, and to even sides
+            (yuv420p needs them).
+        crf, preset: libx264 quality and speed.
+        fmt: container (``mp4``, ``matroska``, ``mp3``, ``ipod`` for .m4a, ...); ``None`` guesses from the suffix.
+        options: muxer options (e.g. ``{"movflags": "faststart"}``).
+        cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as tagged MP3/M4A files carry).
+
+    Returns:
+        The number of video frames written.
+    """
+    import av
+
+    frame_iter = iter(frames) if frames is not None else None
+    first = next(frame_iter, None) if frame_iter is not None else None
+    rate = Fraction(fps).limit_denominator(1001)
+    written = 0
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
+        vstream = astream = cstream = None
+        if first is not None:
+            image = first[1] if isinstance(first, tuple) else first
+            width, height = size or (image.shape[1], image.shape[0])
+            vstream = container.add_stream("libx264", rate=rate)
+            vstream.width, vstream.height = width - width % 2, height - height % 2
+            vstream.pix_fmt = "yuv420p"
+            vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
+        if audio is not None:
+            astream = container.add_stream(audio_codec, rate=audio_rate or sampling_rate)
+            astream.layout = audio_layout
+        if cover is not None:
+            cstream = container.add_stream("mjpeg")
+            cstream.height, cstream.width = cover.shape[:2]
+            cstream.pix_fmt = "yuvj420p"
+            cstream.disposition = av.stream.Disposition.attached_pic
+            for packet in cstream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(cover), format="rgb24")):
+                container.mux(packet)
+            for packet in cstream.encode():
+                container.mux(packet)
+        if vstream is not None:
+            for item in itertools.chain([first], frame_iter):
+                index, image = item if isinstance(item, tuple) else (written, item)
+                image = np.ascontiguousarray(image[: vstream.height, : vstream.width])
+                vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+                vf.pts = int(index)
+                vf.time_base = 1 / rate
+                for packet in vstream.encode(vf):
+                    container.mux(packet)
+                written += 1
+            for packet in vstream.encode():
+                container.mux(packet)
+        if astream is not None:
+            _encode_audio(container, astream, audio, sampling_rate)
+    return written
+
+
+def _encode_audio(container, stream, audio: np.ndarray, sampling_rate: int) -> None:
+    """Encode mono ``audio`` into ``stream`` in the codec's own sample format, block size and channel count."""
+    import av
+
+    rate = stream.codec_context.sample_rate
+    samples = np.clip(resample(np.asarray(audio, dtype=np.float32), sampling_rate, rate), -1.0, 1.0)
+    block = stream.codec_context.frame_size or 1024
+    fmt_name = stream.codec_context.format.name
+    layout = stream.codec_context.layout.name
+    channels = stream.codec_context.layout.nb_channels
+    dtype = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt_name.rstrip("p")]
+    for start in range(0, len(samples), block):
+        chunk = np.tile(samples[start : start + block], (channels, 1))
+        data = chunk if fmt_name.endswith("p") else chunk.T.reshape(1, -1)  # planar: one row per channel
+        if dtype is not np.float32:
+            scale = np.iinfo(dtype).max
+            data = np.clip(np.round(data * scale), -scale, scale)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data, dtype=dtype), format=fmt_name, layout=layout)
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)

@@ -1,4 +1,4 @@
-"""Face crops of a track and the face-crop clip ``faces/<id>.mp4`` (H.264 video + AAC audio, written with PyAV).
+"""Face crops of a track and the face-crop clip ``faces/<id>.mp4`` (H.264 + AAC, :func:`mikupal.media.write_video`).
 
 Crops are squares around the track's *smoothed* box, as in TalkNet's ``crop_video``: the box centre and half-size
 are median-filtered over ``smooth`` frames (13 by default), the side is widened by ``margin`` on every side (0.4
@@ -10,8 +10,7 @@ hold the first or last box, so the clip always spans the whole utterance and sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from fractions import Fraction
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ import numpy as np
 
 from mikupal.faces.tracking import FaceTrack
 from mikupal.faces.video import AnalysisFrame
+from mikupal.media import write_video
 
 log = logging.getLogger(__name__)
 
@@ -123,41 +123,13 @@ def write_face_clip(
     Returns:
         The number of video frames written.
     """
-    import av
-
     geometry = smooth_track_boxes(track, n_frames, smooth)
-    rate = Fraction(fps).limit_denominator(1001)
-    written = 0
-    with av.open(str(path), "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width = vs.height = size
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": str(int(crf)), "preset": str(preset)}
-        astream = out.add_stream("aac", rate=sampling_rate)
-        astream.layout = "mono"
+
+    def crops() -> Iterator[tuple[int, np.ndarray]]:
         for frame in frames:
             if frame.index >= n_frames:
                 break
             cx, cy, half = geometry[frame.index]
-            crop = crop_face(frame.image, cx, cy, half, size, margin)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")
-            vf.pts = frame.index
-            vf.time_base = 1 / rate
-            for packet in vs.encode(vf):
-                out.mux(packet)
-            written += 1
-        for packet in vs.encode():
-            out.mux(packet)
-        samples = np.clip(audio.astype(np.float32), -1.0, 1.0)
-        block = 1024
-        for start in range(0, len(samples), block):
-            chunk = samples[start : start + block].reshape(1, -1)
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
-            af.sample_rate = sampling_rate
-            af.pts = start
-            af.time_base = Fraction(1, sampling_rate)
-            for packet in astream.encode(af):
-                out.mux(packet)
-        for packet in astream.encode():
-            out.mux(packet)
-    return written
+            yield frame.index, crop_face(frame.image, cx, cy, half, size, margin)
+
+    return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from mikupal.media import read_audio, resample
+from mikupal import media
+from mikupal.media import read_audio
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 MUSIC_DIR = Path("/usr/share/asterisk/moh")
@@ -113,52 +113,21 @@ def write_video(
     audio_rate: int = 48000,
     size: tuple[int, int] | None = None,
 ) -> Path:
-    """Write an MP4 (H.264 video, AAC audio) with PyAV.
+    """Write an MP4 (H.264 video, AAC audio) with :func:`mikupal.media.write_video`.
 
     Args:
-        path: output file.
+        path: output file (its folder is made).
         audio: mono float32 at ``sampling_rate`` (``None``: no audio stream).
         frame_at: ``(index, time) -> RGB uint8 frame`` (``None``: no video stream).
         duration: seconds of video to write.
         fps: video frame rate.
         audio_rate: the AAC stream's sample rate (the pipeline resamples it back to 16 kHz).
-        size: ``(width, height)``; defaults to the first frame's size (must be even).
+        size: ``(width, height)``; defaults to the first frame's size (cut to even sides).
     """
-    import av
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as container:
-        vstream = astream = None
-        if frame_at is not None:
-            first = frame_at(0, 0.0)
-            width, height = size or (first.shape[1], first.shape[0])
-            vstream = container.add_stream("libx264", rate=fps)
-            vstream.width, vstream.height = width - width % 2, height - height % 2
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"preset": "veryfast", "crf": "23"}
-        if audio is not None:
-            astream = container.add_stream("aac", rate=audio_rate)
-            astream.layout = "mono"
-        if vstream is not None:
-            for i in range(int(round(duration * fps))):
-                img = frame_at(i, i / fps)[: vstream.height, : vstream.width]
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        if astream is not None:
-            samples = resample(audio, sampling_rate, audio_rate)
-            block = 1024
-            for start in range(0, len(samples), block):
-                chunk = samples[start : start + block].reshape(1, -1).astype(np.float32)
-                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-                frame.sample_rate = audio_rate
-                frame.pts = start
-                frame.time_base = Fraction(1, audio_rate)
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode():
-                container.mux(packet)
+    frames = None
+    if frame_at is not None:
+        frames = (frame_at(i, i / fps) for i in range(int(round(duration * fps))))
+    media.write_video(path, frames, fps, audio, sampling_rate, audio_rate=audio_rate, size=size)
     return path

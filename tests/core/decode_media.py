@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from mikupal.media import resample
+from mikupal.media import resample, write_video
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ def encode(
 ) -> Path:
     """Write ``audio`` (mono, ``sampling_rate``) with ``codec`` at ``rate``; optional H.264 ``frames`` or cover art.
 
+    Written by :func:`mikupal.media.write_video` (the mono signal on every channel of ``layout``).
+
     Args:
         fmt: container (``mp4``, ``matroska``, ``mp3``, ``ogg``, ``flac``, ``wav``, ``ipod`` for .m4a ...); ``None``
             guesses from the suffix.
@@ -51,68 +52,26 @@ def encode(
             still opens).
         cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as in tagged MP3/M4A files).
     """
-    import av
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    samples = resample(audio, sampling_rate, rate)
-    duration = len(samples) / rate
-    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
-        vstream = None
-        if frames is not None:
-            first = frames(0)
-            vstream = container.add_stream("libx264", rate=fps)
-            vstream.height, vstream.width = first.shape[:2]
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"preset": "ultrafast"}
-        astream = container.add_stream(codec, rate=rate)
-        astream.layout = layout
-        cstream = None
-        if cover is not None:
-            cstream = container.add_stream("mjpeg")
-            cstream.height, cstream.width = cover.shape[:2]
-            cstream.pix_fmt = "yuvj420p"
-            cstream.disposition = av.stream.Disposition.attached_pic
-        if cstream is not None:
-            for packet in cstream.encode(av.VideoFrame.from_ndarray(cover, format="rgb24")):
-                container.mux(packet)
-            for packet in cstream.encode():
-                container.mux(packet)
-        if vstream is not None:
-            for i in range(int(round(duration * fps))):
-                for packet in vstream.encode(av.VideoFrame.from_ndarray(frames(i), format="rgb24")):
-                    container.mux(packet)
-            for packet in vstream.encode():
-                container.mux(packet)
-        block = astream.codec_context.frame_size or 1024
-        fmt_name = astream.codec_context.format.name
-        channels = astream.codec_context.layout.nb_channels
-        for start in range(0, len(samples), block):
-            chunk = np.tile(samples[start : start + block].astype(np.float32), (channels, 1))
-            if fmt_name.endswith("p"):  # planar
-                frame = av.AudioFrame.from_ndarray(_convert(chunk, fmt_name), format=fmt_name, layout=layout)
-            else:
-                data = chunk.T.reshape(1, -1)
-                frame = av.AudioFrame.from_ndarray(_convert(data, fmt_name), format=fmt_name, layout=layout)
-            frame.sample_rate = rate
-            frame.pts = start
-            frame.time_base = Fraction(1, rate)
-            for packet in astream.encode(frame):
-                container.mux(packet)
-        for packet in astream.encode():
-            container.mux(packet)
+    video = None
+    if frames is not None:
+        duration = len(resample(audio, sampling_rate, rate)) / rate
+        video = (frames(i) for i in range(int(round(duration * fps))))
+    write_video(
+        path,
+        video,
+        fps,
+        audio,
+        sampling_rate,
+        audio_rate=rate,
+        audio_codec=codec,
+        audio_layout=layout,
+        preset="ultrafast",
+        fmt=fmt,
+        options=options,
+        cover=cover,
+    )
     return path
-
-
-def _dtype(fmt_name: str):
-    return {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt_name.rstrip("p")]
-
-
-def _convert(data: np.ndarray, fmt_name: str) -> np.ndarray:
-    dtype = _dtype(fmt_name)
-    if dtype is np.float32:
-        return data.astype(np.float32)
-    scale = np.iinfo(dtype).max
-    return np.clip(np.round(data * scale), -scale, scale).astype(dtype)
 
 
 def packets(path: Path) -> list[PacketInfo]:
