@@ -28,6 +28,7 @@ all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -45,7 +46,7 @@ from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.stage import input_video_paths
 from mikupal.faces.tracking import FaceTrack
-from mikupal.faces.video import VideoDecodeError, read_window
+from mikupal.faces.video import OpenVideo, VideoDecodeError, prefetch
 from mikupal.media import MediaError, read_audio, write_audio
 from mikupal.records import Face, Utterance, Word
 from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
@@ -202,8 +203,11 @@ class AsdStage(Stage):
                 )
         self.backend.setup()
         self.paths = input_video_paths(self.cfg)
+        self.video = OpenVideo()  # a video's utterances are decoded on, not re-seeked
 
     def teardown(self) -> None:
+        if getattr(self, "video", None) is not None:
+            self.video.close()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.teardown()
@@ -336,16 +340,17 @@ class AsdStage(Stage):
     def _add_crops(
         self, item: Utterance, window: WindowTracks, tracks: list[FaceTrack], evidence: list[TrackEvidence]
     ) -> None:
-        frames = read_window(self.video_path(item), window.start, window.end, window.fps)
-        crops = collect_crops(
-            frames,
-            tracks,
-            window.expected_frames,
-            int(self.backend.crop_size),
-            bool(self.backend.crop_grey),
-            margin=float(self.backend.crop_margin),
-            offset=float(self.backend.crop_offset),
-        )
+        frames = self.video.window(self.video_path(item), window.start, window.end, window.fps)
+        with contextlib.closing(prefetch(frames)) as frames:  # decoded in a second thread
+            crops = collect_crops(
+                frames,
+                tracks,
+                window.expected_frames,
+                int(self.backend.crop_size),
+                bool(self.backend.crop_grey),
+                margin=float(self.backend.crop_margin),
+                offset=float(self.backend.crop_offset),
+            )
         for ev, c in zip(evidence, crops):
             ev.crops = c
 
@@ -357,24 +362,26 @@ class AsdStage(Stage):
             return None
         rel = clip_path(item.id)
         try:
-            frames = read_window(self.video_path(item), window.start, window.end, window.fps)
-            write_atomic(
-                ctx.path(rel),
-                lambda tmp: write_face_clip(
-                    tmp,
-                    frames,
-                    track,
-                    window.expected_frames,
-                    audio,
-                    self.rate,
-                    window.fps,
-                    size=int(cc.size),
-                    margin=float(cc.margin),
-                    smooth=int(cc.smooth),
-                    crf=int(cc.crf),
-                    preset=str(cc.preset),
-                ),
-            )
+            # decoded in a second thread while this one crops and encodes
+            frames = self.video.window(self.video_path(item), window.start, window.end, window.fps)
+            with contextlib.closing(prefetch(frames)) as frames:
+                write_atomic(
+                    ctx.path(rel),
+                    lambda tmp: write_face_clip(
+                        tmp,
+                        frames,
+                        track,
+                        window.expected_frames,
+                        audio,
+                        self.rate,
+                        window.fps,
+                        size=int(cc.size),
+                        margin=float(cc.margin),
+                        smooth=int(cc.smooth),
+                        crf=int(cc.crf),
+                        preset=str(cc.preset),
+                    ),
+                )
         except (VideoDecodeError, MediaError, OSError) as e:
             if self.cfg.get("fail_fast"):
                 raise

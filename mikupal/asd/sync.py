@@ -48,6 +48,7 @@ roughly frontal; music or noise in the band dilutes the envelope (the pipeline s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -73,6 +74,17 @@ def _fill_gaps(x: np.ndarray, max_gap: int) -> np.ndarray:
         if inner and e - s <= max_gap:
             x[s:e] = filled[s:e]
     return x
+
+
+@functools.lru_cache(maxsize=64)
+def _band_sos(order: int, low: float, high: float, fs: float) -> np.ndarray:
+    """Butterworth band-pass in second-order sections, designed once per ``(order, band, rate)``.
+
+    Designing it costs more than filtering a short utterance with it; scipy's filters do not change the array.
+    """
+    from scipy.signal import butter
+
+    return butter(order, [low, high], btype="band", fs=fs, output="sos")
 
 
 def _sigmoid(x: float) -> float:
@@ -185,9 +197,9 @@ class SyncDetector(ActiveSpeakerDetector):
         low, high = band if band is not None else self.band
         high = min(high, 0.45 * sampling_rate)
         if len(x) > 64 and 0 < low < high:
-            from scipy.signal import butter, sosfiltfilt
+            from scipy.signal import sosfiltfilt
 
-            sos = butter(4, [low, high], btype="band", fs=sampling_rate, output="sos")
+            sos = _band_sos(4, low, high, float(sampling_rate))
             if len(x) > 3 * (2 * len(sos) + 1):
                 x = sosfiltfilt(sos, x)
         half = max(1, int(round(self.envelope_window * sampling_rate / 2)))
@@ -205,14 +217,15 @@ class SyncDetector(ActiveSpeakerDetector):
         return db
 
     def _bandpass(self, x: np.ndarray, fps: float, band: Sequence[float] | None = None) -> np.ndarray:
-        from scipy.signal import butter, sosfiltfilt
+        """Zero-phase band-pass of ``x`` along its last axis (each row of a 2-D array on its own)."""
+        from scipy.signal import sosfiltfilt
 
         low, high = band if band is not None else self.modulation_band
         high = min(high, 0.45 * fps)
-        sos = butter(2, [low, high], btype="band", fs=fps, output="sos")
-        if len(x) <= 3 * (2 * len(sos) + 1):
-            return x - x.mean()
-        return sosfiltfilt(sos, x)
+        sos = _band_sos(2, low, high, float(fps))
+        if x.shape[-1] <= 3 * (2 * len(sos) + 1):
+            return x - x.mean(axis=-1, keepdims=True)
+        return sosfiltfilt(sos, x, axis=-1)
 
     # ------------------------------------------------------------------------------------------------ scoring
     def score(self, tracks: Sequence[TrackEvidence], audio: np.ndarray, sampling_rate: int) -> list[TrackScore]:
@@ -249,7 +262,7 @@ class SyncDetector(ActiveSpeakerDetector):
         inside = np.isfinite(env)
         floor = np.nanmin(env) if inside.any() else 0.0
         env = np.where(inside, env, floor)
-        env_bp = np.stack([self._bandpass(row, fps) for row in env])
+        env_bp = self._bandpass(env, fps)
         speech, mask_kind = self._speech_mask(track, times, env, inside)
         valid = speech & inside & has_mouth[None, :]
         zero_lag = int(np.argmin(np.abs(lags)))
@@ -280,7 +293,7 @@ class SyncDetector(ActiveSpeakerDetector):
         if self.follow_band is not None:
             f_env = self.envelope(audio, sampling_rate, times.ravel(), self.follow_band).reshape(times.shape)
             f_env = np.where(inside, f_env, np.nanmin(f_env) if inside.any() else 0.0)
-            f_env_bp = np.stack([self._bandpass(row, fps, self.follow_modulation_band) for row in f_env])
+            f_env_bp = self._bandpass(f_env, fps, self.follow_modulation_band)
             f_mouth = self._bandpass(np.where(has_mouth, mouth, np.nanmean(mouth)), fps, self.follow_modulation_band)
             f_speech, _ = self._speech_mask(track, times, f_env, inside)
             follow_r = float(_masked_corr(f_mouth, f_env_bp, f_speech & inside & has_mouth[None, :]).max())

@@ -4,7 +4,9 @@ Utterance → the same Utterance, plus the artifact ``faces/tracks/<id>.json`` (
 the ``asd`` stage reads. Per utterance:
 
 1. decode only the frames of ``[start, end]`` at ``faces.analysis_fps`` (25 by default, TalkNet's rate), resized so
-   the longer side is at most ``faces.max_side`` (:mod:`mikupal.faces.video`);
+   the longer side is at most ``faces.max_side`` by FFmpeg's scaler (:mod:`mikupal.faces.video`). One decoder per
+   video goes on from one utterance to the next (no seek back to a keyframe per utterance), in a second thread
+   that decodes ahead while this one runs the models;
 2. detect faces batch by batch with the configured backend (``faces._target_`` and its arguments) on every
    ``faces.detect_every``-th frame and on every frame that starts a new shot; in between, faces keep the boxes of
    the last detector frame (the face mesh still measures every frame; tracks mark those boxes as not detected).
@@ -13,7 +15,8 @@ the ``asd`` stage reads. Per utterance:
 3. drop boxes smaller than ``faces.min_face_size`` pixels (of the analysed frame), keep at most ``faces.max_faces``
    (the largest) per frame — frames with more are counted as ``faces.too_many_faces``;
 4. run the 468-point face mesh on each kept face and record its mouth opening (``faces.landmarks``; ``null`` skips
-   it, for ASD backends that do not need it);
+   it, for ASD backends that do not need it); a batch's faces are spread over ``faces.landmarks.workers``
+   interpreters in parallel threads;
 5. split at scene cuts (:mod:`mikupal.faces.scene`) and join detections into IoU tracks
    (:mod:`mikupal.faces.tracking`); boxes are stored in source-frame pixels.
 
@@ -29,6 +32,7 @@ placed by timestamp, so variable-frame-rate video is analysed at the right times
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -44,7 +48,15 @@ from mikupal.faces.base import STAGE_KEYS, Detection, FaceDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker
-from mikupal.faces.video import AnalysisFrame, DecodeStats, VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.faces.video import (
+    AnalysisFrame,
+    DecodeStats,
+    OpenVideo,
+    VideoDecodeError,
+    analysis_size,
+    prefetch,
+    video_info,
+)
 from mikupal.media import MediaError
 from mikupal.records import Utterance
 from mikupal.stage import Stage, StageContext, StopStage, write_atomic
@@ -88,8 +100,11 @@ class FacesStage(Stage):
             self.scene_args = dict(threshold=sc.threshold, bins=tuple(sc.bins), min_gap=sc.min_gap)
         self.detector_name = _describe(self.detector)
         self.paths = input_video_paths(self.cfg)
+        self.video = OpenVideo(threads=self.decode_threads)  # a video's utterances are decoded on, not re-seeked
 
     def teardown(self) -> None:
+        if getattr(self, "video", None) is not None:
+            self.video.close()
         for part in (getattr(self, "detector", None), getattr(self, "mesh", None)):
             if part is not None:
                 part.teardown()
@@ -136,14 +151,14 @@ class FacesStage(Stage):
         batch: list[AnalysisFrame] = []
         decode = DecodeStats()
         try:
-            frames = read_window(
-                path, item.start, item.end, self.fps, size=size, threads=self.decode_threads, stats=decode
-            )
-            for frame in frames:
-                batch.append(frame)
-                if len(batch) == self.batch_size:
-                    self._run_batch(batch, state)
-                    batch = []
+            # decoded in a second thread while this one runs the models
+            window = self.video.window(path, item.start, item.end, self.fps, size=size, stats=decode)
+            with contextlib.closing(prefetch(window, depth=2 * self.batch_size)) as frames:
+                for frame in frames:
+                    batch.append(frame)
+                    if len(batch) == self.batch_size:
+                        self._run_batch(batch, state)
+                        batch = []
             if batch:  # the trailing partial batch is processed like any other
                 self._run_batch(batch, state)
         except VideoDecodeError as e:
@@ -200,28 +215,34 @@ class FacesStage(Stage):
             raise RuntimeError(f"{self.detector_name}.detect returned {len(found)} results for {len(to_detect)} frames")
         detections: dict[int, list[Detection]] = dict(zip(to_detect, found))
         width, height = state.size
+        kept_per_frame = []
         for i, frame in enumerate(batch):
-            state.n_frames += 1
-            if cuts[i]:
-                state.tracker.cut()
-                state.cuts.append(frame.index)
-            detected = i in detections
-            if detected:
+            if i in detections:
                 state.detector_frames += 1
                 kept = self._keep(detections[i], width, height, state)
                 state.carry = kept
             else:  # between detector frames, faces keep the boxes of the last detector frame
                 kept = state.carry
+            kept_per_frame.append(kept)
+        # the face mesh on every kept face of the batch at once (spread over its interpreters)
+        jobs = [(frame.image, d.box, d.keypoints) for frame, kept in zip(batch, kept_per_frame) for d, _ in kept]
+        points = iter(self.mesh.landmarks_many(jobs) if self.mesh is not None else [])
+        for i, (frame, kept) in enumerate(zip(batch, kept_per_frame)):
+            state.n_frames += 1
+            if cuts[i]:
+                state.tracker.cut()
+                state.cuts.append(frame.index)
+            detected = i in detections
             if kept:
                 state.frames_with_face += 1
             mouth = np.full(len(kept), np.nan)
             if self.mesh is not None:
-                for j, (d, _) in enumerate(kept):
-                    points, _presence = self.mesh.landmarks(frame.image, d.box, d.keypoints)
-                    if points is None:
+                for j in range(len(kept)):
+                    face_points, _presence = next(points)
+                    if face_points is None:
                         state.mesh_missed += 1
                     else:
-                        mouth[j] = mouth_opening(points)
+                        mouth[j] = mouth_opening(face_points)
             boxes = np.array([c for _, c in kept]).reshape(-1, 4) * state.scale
             scores = np.array([d.score if detected else 0.0 for d, _ in kept])
             state.tracker.update(frame.index, boxes, scores, mouth, detected=np.full(len(kept), detected))

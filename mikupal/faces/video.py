@@ -15,17 +15,23 @@ fails only when none of its frames decode. Timestamps, not frame counts, place f
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from mikupal.media import MediaError, first_video_stream
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class VideoDecodeError(MediaError):
@@ -127,6 +133,8 @@ def read_window(
 ) -> Iterator[AnalysisFrame]:
     """Yield the frames of ``[start, end)`` (seconds) at ``fps`` analysis frames per second.
 
+    One window of a file opened for it (:class:`VideoReader` reads many windows of one file with one decoder).
+
     Args:
         path: media file with a video stream.
         start, end: the window, in seconds on the audio time line.
@@ -143,125 +151,334 @@ def read_window(
         VideoDecodeError: no video stream, or packets of the window fail to decode and not one frame of it does
             (corrupt packets among good ones are skipped and counted in ``stats``).
     """
-    import av
-
     if fps <= 0:
         raise ValueError(f"analysis fps must be positive, got {fps}")
-    n_targets = max(0, int(math.ceil((end - start) * fps - 1e-6)))
-    if n_targets == 0:
+    if max(0, int(math.ceil((end - start) * fps - 1e-6))) == 0:
         return
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise VideoDecodeError(f"{path}: cannot open ({e})") from e
-    produced = 0
-    stats = stats if stats is not None else DecodeStats()
-    decoded = None
-    try:
-        vs = first_video_stream(container)
+    with VideoReader(path, threads=threads) as reader:
+        yield from reader.window(start, end, fps, size=size, stats=stats)
+
+
+#: A window that starts at most this many seconds after the last decoded frame is reached by decoding on; one that
+#: starts earlier, or further on, seeks (decoding from the keyframe before it).
+CONTINUE_WITHIN = 10.0
+
+
+class VideoReader:
+    """One open video file whose windows are read in time order with one decoder (see :func:`read_window`).
+
+    The frames a window yields are exactly those :func:`read_window` yields for it. A window starting after the
+    previous one (within :data:`CONTINUE_WITHIN` seconds) goes on decoding where that one stopped instead of seeking
+    back to the keyframe before its start, so a video whose utterances are read in order is decoded about once,
+    not once per utterance plus the stretch from each utterance's keyframe. Close it (or use ``with``).
+
+    Raises:
+        VideoDecodeError: the file cannot be opened or has no video stream.
+    """
+
+    def __init__(self, path: str | Path, threads: bool = True) -> None:
+        self.path = path
+        self._threads = threads
+        self._container = None
+        self._open()
+        self._decoder: _ForgivingDecoder | None = None
+        self._recent: list[tuple[object, float]] = []  # the last two decoded (frame, time), for the next window
+        self._last_time: float | None = None
+        self._cached: tuple[object, tuple[int, int], np.ndarray] | None = None
+        self._used = False
+        self._window_id = 0
+
+    def _open(self) -> None:
+        import av
+
+        if self._container is not None:
+            self._container.close()
+        try:
+            self._container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoDecodeError(f"{self.path}: cannot open ({e})") from e
+        vs = first_video_stream(self._container)
         if vs is None:
-            raise VideoDecodeError(f"{path}: has no video stream")
-        if threads:
+            self._container.close()
+            raise VideoDecodeError(f"{self.path}: has no video stream")
+        if self._threads:
             vs.thread_type = "AUTO"
-        tb = vs.time_base
-        origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
-        rate = float(vs.average_rate or vs.guessed_rate or 25)
-        width, height = size if size is not None else (vs.codec_context.width, vs.codec_context.height)
-        if start > 0.5 / rate:
-            container.seek(int(max(0.0, start + origin - 0.5 / rate) / tb), stream=vs, backward=True)
+        self._stream = vs
+        self._tb = vs.time_base
+        self._origin = self._container.start_time / 1_000_000 if self._container.start_time is not None else 0.0
+        self._rate = float(vs.average_rate or vs.guessed_rate or 25)
+        self._source_size = (vs.codec_context.width, vs.codec_context.height)
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the decoder and the file."""
+        self._drop_decoder()
+        self._container.close()
+
+    def _drop_decoder(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+        self._decoder = None
+        self._recent = []
+        self._last_time = None
+
+    def _image(self, frame, size: tuple[int, int]) -> np.ndarray:
+        """The frame as RGB at ``size`` (converted and scaled by FFmpeg once; repeated frames reuse it)."""
+        cached = self._cached
+        if cached is None or cached[0] is not frame or cached[1] != size:
+            self._cached = cached = (frame, size, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        return cached[2]
+
+    def _can_continue(self, first_target: float, start: float) -> bool:
+        """Whether decoding on from the last window gives this window the frames a fresh seek would."""
+        if self._decoder is None or self._decoder.finished or not self._recent:
+            return False
+        # the frame shown before the first analysis time must still be at hand
+        return self._recent[0][1] < first_target and start - self._recent[-1][1] <= CONTINUE_WITHIN
+
+    def window(
+        self, start: float, end: float, fps: float, size: tuple[int, int] | None = None, stats: DecodeStats | None = None
+    ) -> Iterator[AnalysisFrame]:
+        """Yield the frames of ``[start, end)`` at ``fps`` (see :func:`read_window`, which this is the body of)."""
+        if fps <= 0:
+            raise ValueError(f"analysis fps must be positive, got {fps}")
+        n_targets = max(0, int(math.ceil((end - start) * fps - 1e-6)))
+        if n_targets == 0:
+            return
+        stats = stats if stats is not None else DecodeStats()
+        rate, path = self._rate, self.path
+        size = size if size is not None else self._source_size
 
         def target(k: int) -> float:
             return start + k / fps
 
-        cache: dict[int, np.ndarray] = {}
-
-        def image_of(frame) -> np.ndarray:
-            key = id(frame)
-            if key not in cache:
-                cache.clear()
-                cache[key] = frame.to_ndarray(format="rgb24", width=width, height=height)
-            return cache[key]
-
+        self._window_id += 1
+        window_id = self._window_id
+        if self._can_continue(target(0), start):
+            replay = list(self._recent)
+        else:
+            self._drop_decoder()
+            if self._used:  # start over as a newly opened file would
+                self._open()
+            self._used = True
+            if start > 0.5 / rate:
+                self._container.seek(int(max(0.0, start + self._origin - 0.5 / rate) / self._tb), stream=self._stream,
+                                     backward=True)
+            self._decoder = _ForgivingDecoder(self._container, self._stream, path)
+            replay = []
+        decoder = self._decoder
+        decoder.start_window(stats, stop_after=end + 2.0)
+        produced = 0
         k = 0
         prev = None  # (frame, time)
-        last_time = None
-        # read at most 2 s of packets past the window (decoder delay is a few frames): a stream whose packets all
-        # fail must not be decoded to its end for every utterance
-        decoded = _decode_forgiving(container, vs, path, stats, stop_after=end + 2.0)
-        for frame in decoded:
-            if frame.pts is not None:
-                t = float(frame.pts * tb) - origin
-            else:  # no timestamp: assume a constant rate after the previous frame
-                t = (last_time + 1.0 / rate) if last_time is not None else start
-            last_time = t
-            while k < n_targets and t >= target(k):
-                tk = target(k)
-                if prev is None:
-                    if t - tk > 0.5 / rate:  # the window starts before the stream's first frame: nothing shown
-                        k += 1
-                        continue
-                    use = (frame, t)
-                else:  # the nearer of the previous and this frame
-                    use = prev if tk - prev[1] <= t - tk else (frame, t)
-                yield AnalysisFrame(index=k, time=tk, source_time=use[1], image=image_of(use[0]))
-                produced += 1
-                k += 1
-            if k >= n_targets:
-                break
-            prev = (frame, t)
+        try:
+            for frame, t in itertools.chain(replay, self._decoded(decoder, start)):
+                while k < n_targets and t >= target(k):
+                    tk = target(k)
+                    if prev is None:
+                        if t - tk > 0.5 / rate:  # the window starts before the stream's first frame: nothing shown
+                            k += 1
+                            continue
+                        use = (frame, t)
+                    else:  # the nearer of the previous and this frame
+                        use = prev if tk - prev[1] <= t - tk else (frame, t)
+                    yield AnalysisFrame(index=k, time=tk, source_time=use[1], image=self._image(use[0], size))
+                    produced += 1
+                    k += 1
+                if k >= n_targets:
+                    break
+                prev = (frame, t)
+        except BaseException:
+            if window_id == self._window_id:  # a window left half way (an error, or its reader stopped early)
+                self._drop_decoder()  # is not continued
+            raise
+        finally:
+            decoder.end_window()
         if produced == 0 and (stats.corrupt_packets or stats.read_error):
             why = stats.read_error or f"{stats.corrupt_packets} corrupt packet(s)"
             raise VideoDecodeError(f"{path}: video cannot be decoded at {start:.2f}-{end:.2f}s ({why})")
-        # end of stream: the last frame stays on screen for one frame period
-        if prev is not None:
-            while k < n_targets and target(k) < prev[1] + 1.0 / rate - 1e-6:
-                yield AnalysisFrame(index=k, time=target(k), source_time=prev[1], image=image_of(prev[0]))
-                produced += 1
-                k += 1
-    finally:
-        if decoded is not None:
-            decoded.close()
-        container.close()
+        if k < n_targets:  # end of the stream (or of what decodes): the last frame stays on screen for one period
+            if prev is not None:
+                while k < n_targets and target(k) < prev[1] + 1.0 / rate - 1e-6:
+                    yield AnalysisFrame(index=k, time=target(k), source_time=prev[1], image=self._image(prev[0], size))
+                    produced += 1
+                    k += 1
+            self._drop_decoder()
+
+    def _decoded(self, decoder: _ForgivingDecoder, start: float) -> Iterator[tuple[object, float]]:
+        """Newly decoded ``(frame, time)`` pairs, remembering the last two for the next window."""
+        for frame in decoder:
+            if frame.pts is not None:
+                t = float(frame.pts * self._tb) - self._origin
+            else:  # no timestamp: assume a constant rate after the previous frame
+                t = (self._last_time + 1.0 / self._rate) if self._last_time is not None else start
+            self._last_time = t
+            self._recent = [*self._recent[-1:], (frame, t)]
+            yield frame, t
 
 
-def _decode_forgiving(
-    container, stream, path: str | Path, stats: DecodeStats, stop_after: float | None = None
-) -> Iterator:
-    """Decoded frames of ``stream`` from the current position; corrupt packets are skipped and counted in ``stats``.
+class _ForgivingDecoder:
+    """Decoded frames of a stream from the current position; corrupt packets are skipped and counted.
 
-    A read error of the demuxer ends the stream (recorded in ``stats.read_error``), as a truncated file does.
-    Reading stops at the first packet later than ``stop_after`` (seconds, audio time line), if given.
+    A read error of the demuxer ends the stream (recorded in the window's ``stats.read_error``), as a truncated file
+    does. Within a window, reading pauses at the first packet later than ``stop_after`` (seconds, audio time line)
+    and goes on from that packet in the next window.
     """
-    import av
 
-    origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
-    packets = container.demux(stream)
-    logged = 0
-    try:
+    def __init__(self, container, stream, path: str | Path) -> None:
+        self._packets = container.demux(stream)
+        self._origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+        self._path = path
+        self._pending = None  # a packet read past the last window's stop_after, not yet decoded
+        self._frames: list = []  # decoded frames not yet handed out
+        self.finished = False
+        self._stats = DecodeStats()
+        self._stop_after: float | None = None
+        self._logged = 0
+
+    def start_window(self, stats: DecodeStats, stop_after: float | None) -> None:
+        self._stats, self._stop_after, self._logged = stats, stop_after, 0
+
+    def end_window(self) -> None:
+        if self._stats.corrupt_packets > self._logged:
+            log.warning("%s: %d corrupt video packets skipped in all", self._path, self._stats.corrupt_packets)
+
+    def close(self) -> None:
+        self._packets.close()
+
+    def __iter__(self) -> Iterator:
+        import av
+
         while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
+            while self._frames:
+                yield self._frames.pop(0)
+            if self.finished:
                 return
-            except av.error.FFmpegError as e:
-                log.warning("%s: reading the video stopped (%s); using the frames read so far", path, e)
-                stats.read_error = str(e)
-                return
+            if self._pending is not None:
+                packet, self._pending = self._pending, None
+            else:
+                try:
+                    packet = next(self._packets)
+                except StopIteration:
+                    self.finished = True
+                    return
+                except av.error.FFmpegError as e:
+                    log.warning("%s: reading the video stopped (%s); using the frames read so far", self._path, e)
+                    self._stats.read_error = str(e)
+                    self.finished = True
+                    return
             when = None
             if packet.pts is not None and packet.time_base:
-                when = float(packet.pts * packet.time_base) - origin
-            if stop_after is not None and when is not None and when > stop_after:
+                when = float(packet.pts * packet.time_base) - self._origin
+            if self._stop_after is not None and when is not None and when > self._stop_after:
+                self._pending = packet
                 return
             try:
-                frames = packet.decode()  # the final empty packet flushes the decoder
+                self._frames = list(packet.decode())  # the final empty packet flushes the decoder
             except av.error.FFmpegError as e:
-                stats.corrupt_packets += 1
-                if logged < _LOGGED_CORRUPT_PACKETS:
-                    logged += 1
+                self._stats.corrupt_packets += 1
+                if self._logged < _LOGGED_CORRUPT_PACKETS:
+                    self._logged += 1
                     at = f"{when:.3f}s" if when is not None else "an unknown time"
-                    log.warning("%s: the video packet at %s is corrupt (%s); skipped it", path, at, e)
+                    log.warning("%s: the video packet at %s is corrupt (%s); skipped it", self._path, at, e)
+
+
+class OpenVideo:
+    """Keeps the :class:`VideoReader` of the file read last open, for a stage that reads a video's windows in order.
+
+    ``window(path, ...)`` reads through the reader of ``path``, opening it (and closing the previous file's) when the
+    file changes. Call :meth:`close` when done (the stage's teardown).
+    """
+
+    def __init__(self, threads: bool = True) -> None:
+        self.threads = threads
+        self._path: str | None = None
+        self._reader: VideoReader | None = None
+
+    def window(
+        self,
+        path: str | Path,
+        start: float,
+        end: float,
+        fps: float,
+        size: tuple[int, int] | None = None,
+        stats: DecodeStats | None = None,
+    ) -> Iterator[AnalysisFrame]:
+        """The frames of ``[start, end)`` of ``path`` at ``fps``, as :func:`read_window` gives them."""
+        if fps <= 0:
+            raise ValueError(f"analysis fps must be positive, got {fps}")
+        if max(0, int(math.ceil((end - start) * fps - 1e-6))) == 0:
+            return iter(())
+        if self._reader is None or self._path != str(path):
+            self.close()
+            self._reader = VideoReader(path, threads=self.threads)
+            self._path = str(path)
+        return self._reader.window(start, end, fps, size=size, stats=stats)
+
+    def close(self) -> None:
+        """Close the open file, if any."""
+        if self._reader is not None:
+            self._reader.close()
+        self._reader, self._path = None, None
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def prefetch(items: Iterator[T], depth: int = 16) -> Iterator[T]:
+    """Run the iterator ``items`` in a background thread, at most ``depth`` items ahead of the reader.
+
+    Frames are decoded and converted there (FFmpeg releases the GIL while it works) while the caller runs the
+    models (so do LiteRT and OpenCV): two cores work on one window. The items and their order are those of
+    ``items``; an exception it raises is raised here. Leaving the loop early stops the thread and closes
+    ``items`` in it; the thread has finished when this generator is closed.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
                 continue
-            yield from frames
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    break
+            else:
+                put(_END)
+        except BaseException as e:  # handed to the reader, which raises it
+            put(_Failure(e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="frame-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
     finally:
-        if stats.corrupt_packets > logged:
-            log.warning("%s: %d corrupt video packets skipped in all", path, stats.corrupt_packets)
+        stop.set()
+        thread.join()

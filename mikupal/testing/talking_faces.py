@@ -288,8 +288,12 @@ def two_speaker_clip(
     gap: float = 0.8,
     seed: int = 0,
     sampling_rate: int = 16000,
+    size: tuple[int, int] | None = None,
 ) -> SyntheticClip:
     """Two faces side by side; the speaker alternates between utterances.
+
+    The frame is ``size`` ``(width, height)`` pixels, each face a ``panel``-pixel square centred in its half
+    (``None``: ``2 * panel`` × ``panel``, the panels filling the frame).
 
     Utterance ``k`` is spoken by face ``k % 2`` (0 = left, the photo as is; 1 = right, mirrored and recoloured)
     with a real speech piece on the audio track. The other face is, alternately, silent or *mouthing a different
@@ -304,8 +308,11 @@ def two_speaker_clip(
     if seed:
         pieces = [pieces[i] for i in rng.permutation(len(pieces))]
     faces = [astronaut_face(0), astronaut_face(1)]
-    size = (2 * panel, panel)
-    boxes = [(0, 0, panel, panel), (panel, 0, 2 * panel, panel)]
+    size = size or (2 * panel, panel)
+    if size[0] < 2 * panel or size[1] < panel:
+        raise ValueError(f"a {size[0]}x{size[1]} frame cannot hold two {panel}-pixel faces side by side")
+    x0, y0 = (size[0] // 2 - panel) // 2, (size[1] - panel) // 2
+    boxes = [(x0, y0, x0 + panel, y0 + panel), (size[0] // 2 + x0, y0, size[0] // 2 + x0 + panel, y0 + panel)]
     audio_parts = [np.zeros(int(gap * sampling_rate), np.float32)]
     segments: list[Segment] = []
     t = gap

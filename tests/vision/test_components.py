@@ -8,7 +8,7 @@ import pytest
 from mikupal.faces.artifact import WindowTracks
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker, iou_matrix
-from mikupal.faces.video import VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.faces.video import OpenVideo, VideoDecodeError, analysis_size, read_window, video_info
 from mikupal.testing.media import face_photo, write_video
 
 
@@ -56,6 +56,30 @@ def test_read_window_from_zero_and_upsampling(counter_video):
     frames = list(read_window(counter_video, 0.0, 0.2, 50))
     assert len(frames) == 10
     assert [_index(f) for f in frames] == [int(round(k / 50 * 30)) for k in range(10)]
+
+
+def test_windows_read_in_order_by_one_decoder_equal_windows_read_alone(counter_video):
+    """Decoding on from one window to the next gives each window the frames a fresh open and seek gives it."""
+    windows = [
+        (0.0, 0.5, 25, None),
+        (0.52, 1.3, 25, None),  # starts right after the last one: decoded on
+        (1.3, 1.7, 50, (48, 32)),  # another rate and size, starting at the previous end
+        (1.6, 2.0, 25, None),  # overlaps the previous window: read again from a keyframe
+        (0.2, 0.6, 25, None),  # goes back in time: seek
+        (2.5, 3.0, 30, None),
+        (3.9, 5.0, 25, None),  # runs past the end of the video
+        (3.0, 3.5, 25, None),  # after the end was reached: seek
+    ]
+    video = OpenVideo()
+    try:
+        for start, end, fps, size in windows:
+            alone = list(read_window(counter_video, start, end, fps, size=size))
+            on = list(video.window(counter_video, start, end, fps, size=size))
+            assert [(f.index, f.time, f.source_time) for f in on] == [(f.index, f.time, f.source_time) for f in alone]
+            assert all(np.array_equal(a.image, b.image) for a, b in zip(on, alone)), (start, end)
+            assert [_index(f) for f in on] == [int(round(f.source_time * 30)) for f in on]
+    finally:
+        video.close()
 
 
 def test_audio_only_file_has_no_video(tmp_path):
