@@ -236,3 +236,37 @@ def test_talknet_style_crops_match_the_talknet_module():
     diff = np.abs(ours[middle].astype(int) - theirs[middle].astype(int))
     assert ours.shape == theirs.shape == (30, 224, 224, 3)
     assert diff.mean() < 3.0, diff.mean()
+
+
+def test_prefetch_keeps_order_raises_the_error_and_stops_early():
+    """Frames decoded ahead in a thread come in order; an error is raised in the reader; leaving early stops it."""
+    from mikupal.faces.video import prefetch
+
+    assert list(prefetch(iter(range(100)), depth=4)) == list(range(100))
+
+    def failing():
+        yield 1
+        yield 2
+        raise VideoDecodeError("broken.mp4: video cannot be decoded")
+
+    got = []
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        for x in prefetch(failing()):
+            got.append(x)
+    assert got == [1, 2]
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    frames = prefetch(endless(), depth=2)
+    assert [next(frames) for _ in range(5)] == [0, 1, 2, 3, 4]
+    frames.close()  # joins the thread, which closes the source
+    assert closed == [True]

@@ -160,3 +160,30 @@ def test_astronaut_head_crop_contains_the_face():
     x1, y1, x2, y2 = ASTRONAUT_HEAD
     fx1, fy1, fx2, fy2 = ASTRONAUT_FACE
     assert x1 < fx1 and y1 < fy1 and x2 > fx2 and y2 > fy2
+
+
+def test_face_mesh_over_several_interpreters_gives_the_points_of_one(mesh, blazeface):
+    """``landmarks_many`` spreads the faces over ``workers`` interpreters in threads; results and order are kept."""
+    import cv2
+
+    face = astronaut_face(0)
+    jobs = []
+    for opening in (0.0, 0.3, 0.6, 1.0, 0.2):
+        img = np.ascontiguousarray(cv2.resize(face.render(opening), (320, 320)))
+        det = blazeface.detect([img])[0][0]
+        jobs.append((img, det.box, det.keypoints))
+    noise = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    jobs.append((noise, (50, 50, 250, 250), None))  # no face: (None, presence) in its place
+    one = [mesh.landmarks(*job) for job in jobs]
+    pool = FaceMesh(workers=3)
+    pool.setup()
+    try:
+        many = pool.landmarks_many(jobs)
+    finally:
+        pool.teardown()
+    assert len(many) == len(one)
+    for (p1, s1), (p2, s2) in zip(one, many):
+        assert s1 == s2
+        assert (p1 is None and p2 is None) or np.array_equal(p1, p2)
+    assert many[-1][0] is None
+    assert len({round(mouth_opening(p), 4) for p, _ in many[:-1]}) == 5  # five different openings, in order
