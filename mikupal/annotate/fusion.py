@@ -201,7 +201,7 @@ class FusionAnnotator(Annotator):
         prosody_reference: reference values for the arousal estimate: ``energy_db``, ``energy_scale``,
             ``f0_std`` (semitones), ``f0_std_scale``, ``rate`` (words/s), ``rate_scale``.
         text_batch_size: sentences per MiniLM batch (and utterances per stage batch).
-        threads: CPU threads for the face model.
+        threads: CPU threads for the face model and the text encoder.
         calibration: name under ``conf/calibration/`` (or a YAML path) of the fitted confidence calibration;
             ``None``: the confidence is the winner's fused probability, uncalibrated.
         **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
@@ -329,7 +329,7 @@ class FusionAnnotator(Annotator):
         from mikupal.registry import resolve
 
         # the sentence-transformers model run by our own small encoder (equal embeddings, no heavy imports)
-        self._encoder = MiniLMEncoder(resolve(self.text_model))
+        self._encoder = MiniLMEncoder(resolve(self.text_model), threads=self.threads)
         self._encoder_folder = str(self._encoder.folder)
 
     def _load_face(self) -> None:
