@@ -132,7 +132,8 @@ def run_child(cmd: list[str], log_path: Path) -> dict:
         wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {os.waitstatus_to_exitcode(status)}); log {log_path}:\n{tail}")
+        code = os.waitstatus_to_exitcode(status)
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {code}); log {log_path}:\n{tail}")
     bench = {}
     for line in log_path.read_text(errors="replace").splitlines():
         if line.startswith("BENCH "):
@@ -157,7 +158,9 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(meta: dict, decodes: list[dict], runs: list[dict], loads: list[tuple[float, float, float]]) -> tuple[str, dict]:
+def report(
+    meta: dict, decodes: list[dict], runs: list[dict], loads: list[tuple[float, float, float]]
+) -> tuple[str, dict]:
     """The printed table and the numbers behind it."""
     from mikupal.rundir import STAGE_ORDER
 
@@ -206,7 +209,8 @@ def report(meta: dict, decodes: list[dict], runs: list[dict], loads: list[tuple[
         f"{'(outside)':<10} {numbers['outside_stages_wall_s']:>8.2f} {numbers['outside_stages_cpu_s']:>8.2f} "
         f"{numbers['outside_stages_wall_s'] / duration:>9.3f} {numbers['outside_stages_cpu_s'] / duration:>8.3f}"
         "   start-up, planning, summary",
-        f"{'total':<10} {total_wall:>8.2f} {total_cpu:>8.2f} {total_wall / duration:>9.3f} {total_cpu / duration:>8.3f}",
+        f"{'total':<10} {total_wall:>8.2f} {total_cpu:>8.2f} {total_wall / duration:>9.3f} "
+        f"{total_cpu / duration:>8.3f}",
         "",
         f"decode floor (PyAV, all frames to RGB + audio once): wall {floor_wall:.2f} s, CPU {floor_cpu:.2f} s",
         f"pipeline / decode floor: wall {numbers['ratio_wall']:.2f}x, CPU {numbers['ratio_cpu']:.2f}x "

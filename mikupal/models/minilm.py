@@ -54,8 +54,8 @@ class MiniLMEncoder:
         self.folder = model_folder(folder)
         config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
-            raise ValueError(f"{self.folder}: expected a BERT model with GELU activations, got {config.get('model_type')}"
-                             f" / {config.get('hidden_act')}")
+            raise ValueError(f"{self.folder}: expected a BERT model with GELU activations, got "
+                             f"{config.get('model_type')} / {config.get('hidden_act')}")
         st_config = self.folder / "sentence_bert_config.json"
         max_len = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", 256) if st_config.is_file() \
             else 256
@@ -106,7 +106,8 @@ class MiniLMEncoder:
             v = split(self._linear(x, f"{p}.attention.self.value"))
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(head))
             attn = attn.transpose(1, 2).reshape(batch, length, hidden)
-            x = self._layer_norm(self._linear(attn, f"{p}.attention.output.dense") + x, f"{p}.attention.output.LayerNorm")
+            attn = self._linear(attn, f"{p}.attention.output.dense")
+            x = self._layer_norm(attn + x, f"{p}.attention.output.LayerNorm")
             ffn = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
             x = self._layer_norm(self._linear(ffn, f"{p}.output.dense") + x, f"{p}.output.LayerNorm")
         return x

@@ -83,7 +83,9 @@ class QualityStage(Stage):
             return None, reason
         return self.backend.score(audio, self.rate), None
 
-    def _result(self, item: Utterance, quality: Quality | None, reason: str | None, ctx: StageContext) -> list[Utterance]:
+    def _result(
+        self, item: Utterance, quality: Quality | None, reason: str | None, ctx: StageContext
+    ) -> list[Utterance]:
         if reason is not None:
             ctx.count(f"quality.skipped.{reason}")
         else:

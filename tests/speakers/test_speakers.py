@@ -153,7 +153,8 @@ def test_worker_threads_change_neither_speakers_nor_the_config_hash(tmp_path, vo
     for workers in (1, 2):
         run_dir = tmp_path / f"w{workers}"
         items = make_utterances(run_dir, "talk-0000abcd", audio)
-        runs.append(run_stage(SpeakersStage, run_dir, items, "stages=[extract,speakers]", f"speakers.workers={workers}"))
+        overrides = ("stages=[extract,speakers]", f"speakers.workers={workers}")
+        runs.append(run_stage(SpeakersStage, run_dir, items, *overrides))
     (one, one_counts), (two, two_counts) = runs
     assert [r[0].speaker for r in one.values()] == [r[0].speaker for r in two.values()]
     assert one_counts == two_counts
