@@ -10,8 +10,9 @@ Three channels, each turned into evidence over the *active* label set, fused log
   written for this project, in ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a
   label without exemplars, of its description and alias templates ("I feel {alias}."). A fixed
   ``neutral_margin`` is added to the similarity of the neutral label(s) (most speech expresses no marked
-  emotion, and a zero-shot similarity cannot see absence), then ``p_text = softmax(similarity / text_temperature)``. The margin and temperature were chosen on MELD *train*
-  transcripts; MELD dev is only used to report accuracy.
+  emotion, and a zero-shot similarity cannot see absence), then ``p_text = softmax(similarity /
+  text_temperature)``. The margin and temperature were chosen on MELD *train* transcripts; MELD dev is only used
+  to report accuracy.
 * **Face** (``video`` modality, needs the face-crop clip): up to ``max_frames`` evenly spaced frames of the clip,
   grey, centre-cropped to ``face_crop`` of the frame, resized to 64×64 and scaled ``(x/255 - 0.5) * 2``, go
   through fer's FER2013 mini-Xception (``emotion_model_quantized.tflite``, run with ``ai-edge-litert``, no
