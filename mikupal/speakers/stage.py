@@ -16,6 +16,9 @@ per video, since speaker ids only mean something within one video:
    (``visible_tracks``). Face tracks are built per utterance window, so a cluster links to one track per
    utterance, not to a track spanning the video.
 
+``speakers.workers`` utterances are embedded at once in threads (torch and WebRTC VAD release the GIL); each
+embedding is computed exactly as alone, so the number of workers changes neither the output nor the config hash.
+
 The stage processes a video's pending utterances together and clusters them with the video's utterances that
 are already done (from their cached embeddings), so a resumed or retried run gives the same ids.
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -47,7 +51,9 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
 log = logging.getLogger(__name__)
 
 #: Keys of ``conf/speakers/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"clustering", "voices"})
+STAGE_KEYS = frozenset({"clustering", "voices", "workers"})
+#: Stage keys that do not change the output (left out of the config hash).
+OPERATIONAL_KEYS = frozenset({"workers"})
 
 
 def embedding_path(utterance_id: str) -> str:
@@ -78,6 +84,11 @@ class SpeakersStage(Stage):
     output_type = Utterance
     config_keys = ("speakers",)
 
+    def stage_config(self) -> dict[str, Any]:
+        config = super().stage_config()
+        config["speakers"] = {k: v for k, v in (config.get("speakers") or {}).items() if k not in OPERATIONAL_KEYS}
+        return config
+
     def setup(self, ctx: StageContext) -> None:
         sc = self.cfg.speakers
         resolved = OmegaConf.to_container(sc, resolve=True)
@@ -91,6 +102,9 @@ class SpeakersStage(Stage):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"speakers.{name}.distance_threshold is a cosine distance in (0, 2), got {value}")
         self.rate = int(self.cfg.media.sampling_rate)
+        self.workers = int(resolved.get("workers", 1) or 1)
+        if self.workers < 1:
+            raise ValueError(f"speakers.workers must be >= 1, got {self.workers}")
         self.backend: SpeakerEmbedder = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
         self.backend.setup()
 
@@ -130,7 +144,12 @@ class SpeakersStage(Stage):
         self, video_id: str, utterances: list[Utterance], pending: set[str], ctx: StageContext
     ) -> dict[str, tuple[Utterance, Sequence[Utterance] | BaseException, dict]]:
         """Embed and cluster one video; the result of every pending utterance by id."""
-        entries = [self._entry(u, ctx, u.id in pending) for u in sorted(utterances, key=lambda u: (u.start, u.id))]
+        ordered = sorted(utterances, key=lambda u: (u.start, u.id))
+        if self.workers > 1 and len(ordered) > 1:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="speakers") as pool:
+                entries = list(pool.map(lambda u: self._entry(u, ctx, u.id in pending), ordered))
+        else:
+            entries = [self._entry(u, ctx, u.id in pending) for u in ordered]
         embedded = [e for e in entries if e.embedding is not None]
         speakers: dict[str, Speaker] = {}
         labels = np.zeros(0, dtype=int)

@@ -90,3 +90,23 @@ def test_filter_rules_on_quality_and_speakers(tmp_path):
     assert check(_utt("b", 2.99, 1)) == "low_dnsmos_ovrl"
     assert check(_utt("c", 3.2, 2)) == "too_many_speakers"
     assert check(_utt("d", None, None)) is None  # no score: the rule does not apply
+
+
+def test_worker_threads_change_neither_scores_nor_the_config_hash(tmp_path, librivox):
+    clips = [c.audio for c in librivox[:3]] + [np.zeros(2 * RATE, np.float32)]
+    runs = []
+    for workers in (1, 2):
+        run_dir = tmp_path / f"w{workers}"
+        items = make_utterances(run_dir, "q-0000abcd", clips)
+        runs.append(run_stage(QualityStage, run_dir, items, "stages=[extract,quality]", f"quality.workers={workers}"))
+    (one, one_counts), (two, two_counts) = runs
+    assert [r[0].quality for r in one.values()] == [r[0].quality for r in two.values()]
+    assert list(one) == list(two) and one_counts == two_counts
+
+    from mikupal.testing.config import compose_pipeline
+
+    def config(workers: int) -> dict:
+        cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path}", f"quality.workers={workers}")
+        return QualityStage(cfg).stage_config()
+
+    assert config(1) == config(2) and "workers" not in config(1)["quality"]

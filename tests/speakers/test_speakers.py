@@ -143,3 +143,24 @@ def test_onnx_backend_loads_a_user_model_from_the_registry(tmp_path, monkeypatch
         "speakers.mean_normalize=false",
     )
     assert all(results[u.id][0].speaker.id.startswith("onnx-0000abcd-spk") for u in items)
+
+
+def test_worker_threads_change_neither_speakers_nor_the_config_hash(tmp_path, voices):
+    from mikupal.testing.config import compose_pipeline
+
+    audio = [c.audio for c in voices[:4]]
+    runs = []
+    for workers in (1, 2):
+        run_dir = tmp_path / f"w{workers}"
+        items = make_utterances(run_dir, "talk-0000abcd", audio)
+        overrides = ("stages=[extract,speakers]", f"speakers.workers={workers}")
+        runs.append(run_stage(SpeakersStage, run_dir, items, *overrides))
+    (one, one_counts), (two, two_counts) = runs
+    assert [r[0].speaker for r in one.values()] == [r[0].speaker for r in two.values()]
+    assert one_counts == two_counts
+
+    def config(workers: int) -> dict:
+        cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path}", f"speakers.workers={workers}")
+        return SpeakersStage(cfg).stage_config()
+
+    assert config(1) == config(2) and "workers" not in config(1)["speakers"]
