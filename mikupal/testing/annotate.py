@@ -1,6 +1,6 @@
 """Helpers of the annotate tests: constants, utterance records with media, composed configs, overrides.
 
-API tests talk to the stub servers of :mod:`mikupal.annotate.testing` on 127.0.0.1 (no network); retry delays are
+API tests talk to the stub servers of :mod:`mikupal.testing.servers` on 127.0.0.1 (no network); retry delays are
 set to milliseconds.
 """
 

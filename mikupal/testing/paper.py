@@ -1,4 +1,6 @@
-"""Builders for the paper-preset tests: stand-in model folders with the real file layout and random/fixed weights.
+"""Builders and fixtures for the paper-preset tests: ``preset=paper`` composed, stand-in model folders with the real
+file layout and random/fixed weights, an empty models folder and a network guard (a pytest plugin: see
+``tests/conftest.py``).
 
 Nothing here downloads: an MDX-Net stand-in is a tiny ONNX graph with the UVR MDX-Net interface (``input``
 ``[batch, 4, dim_f, dim_t]`` → same shape) plus audio-separator's three metadata JSONs in the shapes it reads; a
@@ -15,6 +17,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import DictConfig
+
+
+def compose_paper(*overrides: str) -> DictConfig:
+    """``conf/pipeline.yaml`` composed with ``preset=paper`` (and ``overrides``), as the CLI would."""
+    from hydra import compose, initialize_config_dir
+
+    from mikupal.paths import conf_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        return compose("pipeline", overrides=["input=in", "run_dir=run", "preset=paper", *overrides])
+
+
+def paper_model_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(config path, node) of every backend node whose ``model`` is a registry entry of the paper preset."""
+    from mikupal import registry
+
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, DictConfig):
+            model = node.get("model") if "_target_" in node else None
+            if isinstance(model, str) and model in registry.REGISTRY and registry.REGISTRY[model].preset == "paper":
+                found.append((path, node))
+            for key in node:
+                if key != "hydra":
+                    walk(node._get_node(key), f"{path}.{key}" if path else str(key))
+
+    walk(cfg, "")
+    return found
+
 
 class NetworkUsed(AssertionError):
     """Raised by :func:`no_network` when code tries to reach the network."""

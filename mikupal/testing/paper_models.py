@@ -1,7 +1,8 @@
-"""Builders for tests/paper_models: upstream-layout checkpoints, a tiny Qwen2.5-Omni folder, media with known timing.
+"""Builders and fixtures (a pytest plugin) for the paper-model tests: upstream-layout checkpoints, a tiny
+Qwen2.5-Omni folder, media with known timing.
 
 Nothing is downloaded. Checkpoints are our own modules' state dicts, whose keys are the upstream layout (proved
-equal to upstream's in tests/models), saved with ``torch.save`` as TalkNet-ASD saves ``sfd_face.pth`` and
+equal to upstream's in tests/mikupal/models), saved with ``torch.save`` as TalkNet-ASD saves ``sfd_face.pth`` and
 ``pretrain_TalkSet.model``. The tiny Qwen2.5-Omni folder holds what the real one holds for the thinker
 (``config.json`` + ``model.safetensors`` from ``save_pretrained``, ``tokenizer.json`` + ``tokenizer_config.json``,
 ``preprocessor_config.json``), built from a config with random weights and a byte-level BPE tokenizer trained here
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 #: Special tokens of Qwen2.5-Omni's tokenizer that the annotator and the model config refer to.
 QWEN_SPECIALS = (
@@ -136,3 +138,23 @@ def patterned_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
     blocks = rng.integers(0, 60, size=(height // 16 + 1, width // 16 + 1, 1))
     frame = frame + np.kron(blocks, np.ones((16, 16, 1), dtype=np.int64))[:height, :width]
     return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def s3fd_ckpt(tmp_path_factory) -> Path:
+    """``sfd_face.pth`` layout, random trunk, heads that make every stride-8 anchor a face (see above)."""
+    return s3fd_checkpoint(tmp_path_factory.mktemp("s3fd") / "sfd_face.pth")
+
+
+@pytest.fixture(scope="session")
+def talknet_ckpt(tmp_path_factory) -> Path:
+    """``pretrain_TalkSet.model`` layout with random weights."""
+    return talknet_checkpoint(tmp_path_factory.mktemp("talknet") / "pretrain_TalkSet.model")
+
+
+@pytest.fixture(scope="session")
+def tiny_omni(tmp_path_factory) -> Path:
+    """A tiny random Qwen2.5-Omni thinker folder (config, safetensors, tokenizer, preprocessor config)."""
+    pytest.importorskip("tokenizers")
+    return tiny_omni_folder(tmp_path_factory.mktemp("omni") / "qwen2.5-omni")

@@ -1,8 +1,7 @@
-"""Helpers of the report tests: run directories for reports (reusing the builder tests' Utterance factory), real
-pipeline output cut short, and readers of the site's data files. (A uniquely named module: ``from conftest import``
-would be ambiguous with the other test folders' conftest files.)
+"""Helpers of the report tests: run directories for reports (reusing the one Utterance factory of
+:mod:`mikupal.testing.records`), real pipeline output cut short, and readers of the site's data files.
 
-``write_report_run`` writes a finished run directory through :mod:`builder_testkit`, with the fields that later
+``write_report_run`` writes a finished run directory through :mod:`mikupal.testing.records`, with the fields that later
 stages add (``emotion.confidence``, ``speaker``, ``quality``), real H.264/AAC face clips (the scikit-image astronaut
 photo), one missing face clip, one missing audio file, a hostile transcript and rationale, and absolute paths in
 sources and error messages.
@@ -12,17 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS / "builder") not in sys.path:
-    sys.path.insert(0, str(TESTS / "builder"))
-
-from builder_testkit import LABELS, RunDir, make_utterance, write_audio, write_stage_json  # noqa: E402
+from mikupal.testing.records import LABELS, RunDir, make_utterance, write_audio, write_stage_json
 
 HOSTILE_TEXT = '<script>alert("x")</script> "><img src=x onerror=alert(1)> & more'
 HOSTILE_RATIONALE = '</p><script>alert(2)</script><b onmouseover="alert(3)">bold</b>'

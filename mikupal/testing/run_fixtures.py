@@ -1,4 +1,9 @@
-"""Fixtures for the builder tests: an isolated, offline Hugging Face cache and synthetic run directories."""
+"""Fixtures of the builder and report tests (a pytest plugin, see ``tests/conftest.py``): an isolated, offline
+Hugging Face cache and synthetic run directories written through :mod:`mikupal.testing.records`.
+
+``hf_offline_cache`` is not autouse here: ``tests/builder/conftest.py`` turns it on for every builder test, the
+report tests ask for it by name.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from builder_testkit import LABELS, RunDir, make_utterance, write_audio, write_stage_json
+from mikupal.testing.records import LABELS, RunDir, make_utterance, write_audio, write_stage_json
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def hf_offline_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Give every test its own HF_HOME / HF_DATASETS_CACHE and force offline mode.
 
@@ -39,7 +44,7 @@ def hf_offline_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 @pytest.fixture(scope="session")
 def face_clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A small face-crop clip (mp4 with an audio track, like the asd stage's ``faces/<id>.mp4``)."""
-    from mikupal.annotate.testing import write_clip
+    from mikupal.testing.servers import write_clip
 
     return write_clip(tmp_path_factory.mktemp("clip") / "face.mp4", seconds=0.4, fps=10, size=64).read_bytes()
 

@@ -1,4 +1,4 @@
-"""Test-only backends, loaded through Hydra ``_target_`` (tests/vision is on ``sys.path`` under pytest)."""
+"""Test-only vision backends, loaded through Hydra ``_target_=mikupal.testing.vision_backends.<Class>``."""
 
 from __future__ import annotations
 

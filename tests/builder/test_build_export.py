@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from builder_testkit import make_utterance, write_audio
+from mikupal.testing.records import make_utterance, write_audio
 from huggingface_hub import HfApi
 
 from builder.card import split_front_matter

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-from builder_testkit import make_utterance, write_audio
+from mikupal.testing.records import make_utterance, write_audio
 
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import (

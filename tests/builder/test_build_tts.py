@@ -11,7 +11,7 @@ import av
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from builder_testkit import make_utterance, write_audio
+from mikupal.testing.records import make_utterance, write_audio
 
 from builder.card import CardOptions, render_statistics
 from builder.export import export_dataset

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_helpers import MELD_DIR
+from mikupal.testing.eval_suite import MELD_DIR
 
 
 @pytest.fixture(scope="session")

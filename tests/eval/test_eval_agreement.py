@@ -14,7 +14,7 @@ from eval.agreement import (agreement_report, alpha_nominal_from_weights, fleiss
                             ratings_from_prediction_files, ratings_from_records, ratings_from_votes, read_ratings_csv)
 from eval.cli import run
 from eval.errors import EvalInputError
-from eval_helpers import DATA, compose_eval, utterance, write_run
+from mikupal.testing.eval_suite import DATA, compose_eval, utterance, write_run
 
 FAST = {"n_resamples": 300, "seed": 0, "level": 0.95}
 

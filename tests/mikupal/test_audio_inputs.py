@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from decode_media import encode
+from mikupal.testing.decode_media import encode
 
 from mikupal.extract.pyav import PyAvExtractor
 from mikupal.faces.video import video_info
@@ -102,7 +102,7 @@ def test_audio_files_run_the_audio_path_and_the_annotator_with_audio_and_text(tm
     """extract → vad → asr → faces → asd → annotate (Gemini stub) → filter on an .m4a, an .mp3 with a face on
     its cover, and a video beside them: the audio files' utterances get text, face null, and an annotation made
     from their audio; nothing is an error."""
-    from mikupal.annotate.testing import GeminiStub
+    from mikupal.testing.servers import GeminiStub
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -1,6 +1,7 @@
 """preset=paper, completed: S3FD, TalkNet and Gemini join the audio models; every model missing fails at setup.
 
-Extends tests/paper/test_paper_preset.py (whose ``compose_paper`` and ``paper_model_nodes`` are reused, and whose
+Extends tests/mikupal/test_paper_preset.py (sharing ``compose_paper`` and ``paper_model_nodes`` of
+:mod:`mikupal.testing.paper`; its
 "every paper model missing" test now also walks the faces and asd nodes) with what the vision and annotation
 stages add: the group choices, the mesh switched off for TalkNet, the stage adapters failing at setup with the
 placement, the Gemini key check, and ``mikupal-models`` naming the TalkNet-ASD files.
@@ -11,11 +12,13 @@ from __future__ import annotations
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from test_paper_preset import compose_paper, paper_model_nodes
 
 from mikupal import registry
 from mikupal.annotate.base import AnnotatorConfigError
 from mikupal.stage import StageContext
+from mikupal.testing.paper import compose_paper, paper_model_nodes
+
+pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 
 
 def test_paper_preset_selects_the_papers_vision_and_annotation_models():

@@ -4,37 +4,15 @@ placement to do, and Whisper large-v3's folder layout (128 mel bins) runs throug
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from paper_fixtures import models_dir, no_network  # noqa: F401
 from mikupal import registry
-from mikupal.paths import conf_dir
+from mikupal.testing.paper import compose_paper, paper_model_nodes
+
+pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 
 RATE = 16000
-
-
-def compose_paper(*overrides: str) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose("pipeline", overrides=["input=in", "run_dir=run", "preset=paper", *overrides])
-
-
-def paper_model_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
-    """(config path, node) of every backend node whose ``model`` is a registry entry of the paper preset."""
-    found = []
-
-    def walk(node, path):
-        if isinstance(node, DictConfig):
-            model = node.get("model") if "_target_" in node else None
-            if isinstance(model, str) and model in registry.REGISTRY and registry.REGISTRY[model].preset == "paper":
-                found.append((path, node))
-            for key in node:
-                if key != "hydra":
-                    walk(node._get_node(key), f"{path}.{key}" if path else str(key))
-
-    walk(cfg, "")
-    return found
 
 
 def test_paper_preset_selects_the_papers_audio_models():
@@ -95,7 +73,7 @@ def tiny_large_v3_layout(tmp_path_factory):
         base = registry.resolve("whisper-base")  # for Whisper's multilingual tokenizer.json
     except registry.ModelNotFoundError as e:
         pytest.skip(str(e))
-    from paper_fixtures import make_tiny_whisper_ct2
+    from mikupal.testing.paper import make_tiny_whisper_ct2
 
     return make_tiny_whisper_ct2(tmp_path_factory.mktemp("ct2") / "whisper-large-v3", base / "tokenizer.json")
 

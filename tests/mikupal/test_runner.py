@@ -97,7 +97,7 @@ def test_two_shards_produce_the_same_union_as_one_process(video_dir, tmp_path):
     single = tmp_path / "single"
     run_pipeline(compose_pipeline(*_overrides(video_dir, single)))
     sharded = tmp_path / "sharded"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "core")}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "mikupal.cli", *_overrides(video_dir, sharded, f"runner.rank={r}", "runner.world_size=2")],
@@ -115,12 +115,12 @@ def test_two_shards_produce_the_same_union_as_one_process(video_dir, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_output(video_dir, tmp_path):
-    slow = ["vad._target_=slow_backends.SlowEnergyVad", "+vad.delay=0.6"]
+    slow = ["vad._target_=mikupal.testing.slow_backends.SlowEnergyVad", "+vad.delay=0.6"]
     reference = tmp_path / "reference"
     run_pipeline(compose_pipeline(*_overrides(video_dir, reference, "vad=energy")))
 
     run = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "core")}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "mikupal.cli", *_overrides(video_dir, run), *slow]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from vision_helpers import compose_pipeline, probe_clip
+from mikupal.testing.vision import compose_pipeline, probe_clip
 
 from mikupal.media import read_audio
 from mikupal.runner import run_pipeline

@@ -8,9 +8,9 @@ from typing import Callable
 import numpy as np
 import pytest
 import soundfile as sf
-from annotate_helpers import KEY_ENV, SECRET, SR, make_utterances
+from mikupal.testing.annotate import KEY_ENV, SECRET, SR, make_utterances
 
-from mikupal.annotate.testing import seed_run_dir, write_clip
+from mikupal.testing.servers import seed_run_dir, write_clip
 from mikupal.records import Utterance
 
 

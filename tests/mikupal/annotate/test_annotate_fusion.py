@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from annotate_helpers import compose
+from mikupal.testing.annotate import compose
 
 from mikupal.annotate.base import AnnotationError, AnnotationRequest
 from mikupal.annotate.fusion import FER_CLASSES, FusionAnnotator, prosody_features, yin_pitch
-from mikupal.annotate.testing import write_clip
+from mikupal.testing.servers import write_clip
 from mikupal.labels import load_label_set
 from mikupal.manifest import iter_jsonl
 from mikupal.media import read_audio

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import av
 import pytest
-from annotate_helpers import FAST_RETRY, KEY_ENV, SECRET
+from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
 
 from mikupal.annotate.api import FatalAPIError
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
 from mikupal.annotate.gemini import GeminiAnnotator
-from mikupal.annotate.testing import GeminiStub, StubReply, answer_json, gemini_error
+from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 from mikupal.labels import load_label_set
 
 MELD = load_label_set("meld7")

@@ -16,16 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from annotate_helpers import compose
+from mikupal.testing.annotate import compose
 
-from mikupal.annotate.testing import LlamaCppServer, ServerUnavailable, write_clip
+from mikupal.testing.servers import LlamaCppServer, ServerUnavailable, write_clip
 from mikupal.labels import load_label_set
 from mikupal.manifest import iter_jsonl
 from mikupal.runner import run_pipeline
 
 pytestmark = pytest.mark.llamacpp
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MELD = load_label_set("meld7")
 KEY = "sk-llamacpp-test-key"
 KEY_ENV = "MIKUPAL_TEST_LLAMACPP_KEY"

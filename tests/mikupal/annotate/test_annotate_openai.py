@@ -10,11 +10,11 @@ from pathlib import Path
 import av
 import pytest
 import soundfile as sf
-from annotate_helpers import FAST_RETRY, KEY_ENV, SECRET
+from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
 
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
 from mikupal.annotate.openai_compat import OpenAICompatAnnotator
-from mikupal.annotate.testing import OpenAIStub, StubReply, answer_json, openai_error
+from mikupal.testing.servers import OpenAIStub, StubReply, answer_json, openai_error
 from mikupal.labels import load_label_set
 
 MELD = load_label_set("meld7")

@@ -6,9 +6,9 @@ import json
 import logging
 
 import pytest
-from annotate_helpers import SECRET, all_text_under, compose, stub_overrides
+from mikupal.testing.annotate import SECRET, all_text_under, compose, stub_overrides
 
-from mikupal.annotate.testing import GeminiStub, StubReply, answer_json, gemini_error
+from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 from mikupal.manifest import iter_jsonl
 from mikupal.runner import ConfigChangedError, run_pipeline
 
@@ -179,7 +179,7 @@ def test_requests_in_flight_reach_but_never_exceed_the_setting(stub, seeded_run)
 def test_stage_driven_directly_without_prompt_or_stages_keys(stub, tmp_path):
     """How eval drives the stage: a hand-built config (no ``prompt``, no ``stages``), text-only MELD-style items."""
     import yaml
-    from annotate_helpers import FAST_RETRY, KEY_ENV
+    from mikupal.testing.annotate import FAST_RETRY, KEY_ENV
     from omegaconf import OmegaConf
 
     from mikupal.annotate.stage import AnnotateStage

@@ -23,7 +23,7 @@ import soundfile as sf
 
 from mikupal import registry
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
-from mikupal.annotate.testing import write_clip
+from mikupal.testing.servers import write_clip
 from mikupal.annotate.transformers_local import (
     TransformersAnnotator,
     audio_features,
@@ -34,6 +34,8 @@ from mikupal.annotate.transformers_local import (
     video_patches,
 )
 from mikupal.labels import as_label_set
+
+pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 
 SR = 16000
 CANNED = '{"label": "joy", "intensity": 0.7, "rationale": "a smile and a bright voice"}'
@@ -209,7 +211,7 @@ def test_text_only_and_a_transcript_with_chat_tokens(annotator, media, generate_
 
 
 def test_garbage_is_an_item_error_in_a_pipeline_run(tiny_omni, tmp_path, media):
-    from mikupal.annotate.testing import seed_run_dir
+    from mikupal.testing.servers import seed_run_dir
     from mikupal.ids import utterance_id, video_id
     from mikupal.manifest import iter_jsonl
     from mikupal.records import Face, Utterance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vision_helpers import make_utterances, probe_clip, run_vision
+from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 from mikupal.media import read_audio
 from mikupal.testing.talking_faces import talking_clip
@@ -136,7 +136,7 @@ def test_a_face_seen_in_only_part_of_the_utterance_gives_low_coverage(tmp_path, 
 
 
 def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_speaker, tmp_path):
-    from vision_helpers import compose_pipeline
+    from mikupal.testing.vision import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
@@ -146,7 +146,7 @@ def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_s
         f"input={clip.path}",
         f"run_dir={run.run_dir}",
         "fail_fast=true",
-        "asd._target_=vision_backends.MouthDarknessDetector",
+        "asd._target_=mikupal.testing.vision_backends.MouthDarknessDetector",
         "~asd.band",
         "~asd.envelope_window",
         "~asd.floor_db",
@@ -183,21 +183,21 @@ def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_s
 
 
 def test_frame_rate_mismatch_is_refused(two_speaker):
-    from vision_helpers import compose_pipeline
+    from mikupal.testing.vision import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
 
     clip, run = two_speaker
     cfg = compose_pipeline(
-        f"input={clip.path}", f"run_dir={run.run_dir}", "asd._target_=vision_backends.NeedsThirtyFps"
+        f"input={clip.path}", f"run_dir={run.run_dir}", "asd._target_=mikupal.testing.vision_backends.NeedsThirtyFps"
     )
     with pytest.raises(ValueError, match="faces.analysis_fps=30"):
         AsdStage(cfg).setup(StageContext(run_dir=run.run_dir, rank=0, world_size=1, cfg=cfg))
 
 
 def test_sync_without_face_mesh_is_refused(two_speaker):
-    from vision_helpers import compose_pipeline
+    from mikupal.testing.vision import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext

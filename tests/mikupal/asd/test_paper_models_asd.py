@@ -17,13 +17,15 @@ import json
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from paper_models_kit import patterned_frame
+from mikupal.testing.paper_models import patterned_frame
 
 from mikupal import registry
 from mikupal.asd.base import TrackEvidence
 from mikupal.asd.talknet import TalkNetDetector, retime_indices
 from mikupal.models.talknet import TalkNetScorer
 from mikupal.testing.config import compose_pipeline
+
+pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 
 SR = 16000
 BOX = (200, 100, 360, 260)      # the face square in the 640x360 source frame

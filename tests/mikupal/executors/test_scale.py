@@ -23,10 +23,10 @@ from mikupal.runner import ConfigError, format_summary, run_pipeline
 from mikupal.testing.config import compose_pipeline
 from mikupal.testing.media import concat_with_silences, face_photo, write_video
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAST = ["separate=passthrough", "vad=energy", "stages=[extract,separate,vad,filter]", "filter.require_text=false"]
 RAY = ["runner=ray", "runner.num_cpus=2"]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "core")])}
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def _overrides(input_path, run_dir, *extra):
@@ -97,7 +97,7 @@ def test_ray_with_four_ranks_gives_the_local_output_byte_for_byte(videos, refere
 def test_ray_survives_a_killed_worker_with_identical_output(videos, reference, tmp_path):
     """SIGKILL one Ray worker in the middle of the vad stage: Ray retries the task, which resumes from its done log."""
     run, pids = tmp_path / "ray", tmp_path / "pids"
-    slow = ["vad._target_=slow_backends.SlowEnergyVad", "+vad.delay=1.0", f"+vad.pid_dir={pids}"]
+    slow = ["vad._target_=mikupal.testing.slow_backends.SlowEnergyVad", "+vad.delay=1.0", f"+vad.pid_dir={pids}"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mikupal.cli", *_overrides(videos, run, *RAY, "runner.world_size=2"), *slow],
         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -242,7 +242,7 @@ def test_bad_rank_and_world_size_exit_2(videos, tmp_path, overrides, message):
 
 
 def test_a_stopped_stage_makes_mikupal_exit_1_with_the_count(videos, tmp_path):
-    stop = ["vad._target_=slow_backends.StoppingEnergyVad", "+vad.stop_after=2"]
+    stop = ["vad._target_=mikupal.testing.slow_backends.StoppingEnergyVad", "+vad.stop_after=2"]
     result = _cli(*_overrides(videos, tmp_path / "run"), *stop, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-2000:]

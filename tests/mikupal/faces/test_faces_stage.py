@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vision_helpers import box_iou, make_utterances, run_vision
+from mikupal.testing.vision import box_iou, make_utterances, run_vision
 
 from mikupal.records import Utterance
 from mikupal.testing.talking_faces import talking_clip

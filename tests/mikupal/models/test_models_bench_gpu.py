@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gpu.py"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from mikupal.quality.dnsmos import WINDOW, reference_windows, window_starts
 from mikupal.quality.stage import QualityStage
 from mikupal.records import Quality, Speaker, Utterance
-from tests.speakers.speaker_helpers import make_utterances, run_stage
+from mikupal.testing.speakers import make_utterances, run_stage
 
 RATE = 16000
 

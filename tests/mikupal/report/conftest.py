@@ -1,21 +1,16 @@
-"""Fixtures for the report tests: run directories, real pipeline output, the builder's fixtures, a browser."""
+"""Fixtures for the report tests: run directories, real pipeline output, a browser.
+
+The builder tests' fixtures (``hf_offline_cache``, ``make_run_dir``, ``face_clip_bytes``) come from
+:mod:`mikupal.testing.run_fixtures`.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-from report_testkit import TESTS, ReportRun, fast_pipeline, write_report_run
 
-# The builder tests' fixtures: the isolated, offline Hugging Face cache (not autouse here), make_run_dir and the
-# face clip it writes.
-_spec = importlib.util.spec_from_file_location("builder_tests_conftest", TESTS / "builder" / "conftest.py")
-_builder_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_builder_conftest)
-hf_offline_cache = pytest.fixture(_builder_conftest.hf_offline_cache.__wrapped__)
-make_run_dir = _builder_conftest.make_run_dir
-face_clip_bytes = _builder_conftest.face_clip_bytes
+from mikupal.testing.report import ReportRun, fast_pipeline, write_report_run
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from report_testkit import make_in_progress
+from mikupal.testing.report import make_in_progress
 
 from mikupal.report import ReportOptions, build_report
 

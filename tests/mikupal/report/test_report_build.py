@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 from hydra import compose, initialize_config_dir
-from report_testkit import read_call, site_rows
+from mikupal.testing.report import read_call, site_rows
 
 from mikupal.paths import conf_dir
 from mikupal.report import ReportOptions

@@ -12,13 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from report_testkit import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
+from mikupal.testing.report import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
                             write_report_run)
 
 from mikupal.report import ReportError, ReportOptions, build_report, load_run
 from mikupal.report.site import scrub_paths
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TEXT_SUFFIXES = {".html", ".js", ".css", ".json", ".svg"}
 
 

@@ -12,21 +12,20 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
+
 pytest.importorskip("audio_separator", reason="separate=mdx needs audio-separator (bash scripts/setup.sh)")
 pytest.importorskip("onnx", reason="the stand-in model is built with onnx (onnx-weekly)")
 
-from paper_fixtures import MDX_FILE, make_mdx_folder, models_dir, no_network, tiled_speech  # noqa: E402,F401
-
 from mikupal.registry import ModelNotFoundError  # noqa: E402
 from mikupal.separate.mdx import DownloadRefused, MdxSeparator, chunk_starts, crossfade_weights  # noqa: E402
+from mikupal.testing.paper import MDX_FILE, make_mdx_folder, tiled_speech  # noqa: E402
 
 RATE = 16000
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +223,7 @@ def test_peak_memory_does_not_grow_with_the_length_of_the_recording(tmp_path):
     folder = make_mdx_folder(tmp_path / "mdx")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     result = subprocess.run(
-        [sys.executable, str(HERE / "mdx_memory_probe.py"), str(folder), "--chunk-seconds", "8"]
+        [sys.executable, "-m", "mikupal.testing.mdx_memory_probe", str(folder), "--chunk-seconds", "8"]
         + ["--durations", "10", "40"],
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from mikupal.records import Face
 from mikupal.speakers.base import EmbeddingSkipped
 from mikupal.speakers.clustering import cluster, count_voices
 from mikupal.speakers.stage import SpeakersStage, video_report_path
-from tests.speakers.speaker_helpers import make_utterances, run_stage
+from mikupal.testing.speakers import make_utterances, run_stage
 
 RATE = 16000
 
