@@ -12,6 +12,7 @@ from typing import Any
 
 from mikupal.ids import utterance_id, video_id
 from mikupal.records import Face, Utterance, Word
+from mikupal.testing.records import make_utterance
 
 SR = 16000
 SECRET = "sk-TEST-SECRET-5f3a9c"  # a fake API key; tests check it never leaks
@@ -41,22 +42,19 @@ def make_utterances(run_dir: Path, source: Path, media_dir: Path, texts: list[st
             face = Face(track_id=0, box=[0.0, 0.0, 64.0, 64.0], asd_score=0.9, clip=f"faces/{uid}.mp4")
         words = [Word(word=w, start=2.0 * i + 0.1 * j, end=2.0 * i + 0.1 * j + 0.08, score=0.9)
                  for j, w in enumerate(text.split())]
-        out.append(Utterance(id=uid, video_id=vid, source=str(source), start=2.0 * i, end=2.0 * i + 1.0,
-                             audio=f"audio/{uid}.flac", text=text, language="en", words=words, face=face))
+        out.append(make_utterance(vid, i, start=2.0 * i, end=2.0 * i + 1.0, source=str(source), text=text,
+                                  words=words, face=face, emotion=None))
     return out
 
 
 def compose(overrides: list[str]) -> Any:
     """The pipeline config composed with Hydra, as the CLI would (``overrides`` as on the command line)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mikupal.paths import conf_dir
+    from mikupal.testing.config import compose_pipeline
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return hydra_compose("pipeline", overrides=overrides)
+    return compose_pipeline(*overrides)
 
 
 def stub_overrides(run_dir: Path, source: Path, base_url: str, extra: list[str] | None = None) -> list[str]:

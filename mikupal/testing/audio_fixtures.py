@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikupal.testing.media import TestDataMissing
+from mikupal.testing import loaded, or_skip
 
 SNR_DB = 3.0
 #: Each clip gets music from a different place in the track (seconds), as in benchmarks/measure_audio_quality.py.
@@ -35,10 +35,7 @@ def speech_set():
     """The five LibriVox clips joined with 1.5 s silences, with the true speech intervals and references."""
     from mikupal.testing.audio_eval import librivox_test_set
 
-    try:
-        return librivox_test_set()
-    except TestDataMissing as e:
-        pytest.skip(f"needs Debian pocketsphinx-testdata: {e}")
+    return or_skip(librivox_test_set, "needs Debian pocketsphinx-testdata")
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +43,7 @@ def music_audio() -> np.ndarray:
     """Real music (Debian asterisk-moh-opsound-wav), 16 kHz."""
     from mikupal.testing.audio_eval import music_track
 
-    try:
-        return music_track()
-    except TestDataMissing as e:
-        pytest.skip(f"needs Debian asterisk-moh-opsound-wav: {e}")
+    return or_skip(music_track, "needs Debian asterisk-moh-opsound-wav")
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +72,7 @@ def media_dir(tmp_path_factory) -> Path:
 def rnnoise():
     from mikupal.separate.rnnoise import RnnoiseSeparator
 
-    backend = RnnoiseSeparator()
-    backend.setup()
-    yield backend
-    backend.teardown()
+    yield from loaded(RnnoiseSeparator())
 
 
 @pytest.fixture(scope="session")
@@ -92,10 +83,7 @@ def whisper():
     from mikupal.testing.config import compose_pipeline
 
     cfg = compose_pipeline("input=x", "run_dir=x", "asr=faster_whisper", "runner.device=cpu")
-    backend = instantiate(cfg.asr)
-    backend.setup()
-    yield backend
-    backend.teardown()
+    yield from loaded(instantiate(cfg.asr))
 
 
 @pytest.fixture(scope="session")
@@ -103,27 +91,18 @@ def voices():
     """Real voices of known identity (Debian voice packages)."""
     from mikupal.testing.voices import known_voices
 
-    try:
-        return known_voices()
-    except TestDataMissing as e:
-        pytest.skip(f"needs the Debian voice packages: {e}")
+    return or_skip(known_voices, "needs the Debian voice packages")
 
 
 @pytest.fixture(scope="session")
 def resemblyzer():
     from mikupal.speakers.resemblyzer import ResemblyzerEmbedder
 
-    backend = ResemblyzerEmbedder()
-    backend.setup()
-    yield backend
-    backend.teardown()
+    yield from loaded(ResemblyzerEmbedder())
 
 
 @pytest.fixture(scope="session")
 def dnsmos():
     from mikupal.quality.dnsmos import DnsmosScorer
 
-    scorer = DnsmosScorer()
-    scorer.setup()
-    yield scorer
-    scorer.teardown()
+    yield from loaded(DnsmosScorer())

@@ -7,13 +7,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mikupal.paths import conf_dir
 from mikupal.records import Emotion, Utterance
+from mikupal.testing.config import compose_pipeline
 
-DATA = Path(__file__).resolve().parent / "data"
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,8 +30,7 @@ MELD_DIR = _meld_dir()
 
 def compose_eval(*overrides: str, annotator: dict | None = None) -> DictConfig:
     """``conf/eval.yaml`` composed as ``mikupal-eval`` would, with overrides (and an inline annotator node)."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        cfg = compose("eval", overrides=list(overrides))
+    cfg = compose_pipeline(*overrides, config_name="eval")
     if annotator is not None:
         with open_dict(cfg):
             cfg.annotator = OmegaConf.create(annotator)
@@ -42,17 +39,17 @@ def compose_eval(*overrides: str, annotator: dict | None = None) -> DictConfig:
 
 def utterance(uid: str, label: str | None, *, votes: list[str] | None = None, source: str | None = None,
               start: float = 0.0, end: float = 2.0, text: str = "hello", clip: str | None = None) -> Utterance:
-    """A finished utterance record with an emotion (or none when ``label`` is None)."""
+    """A finished utterance record with an emotion (or none when ``label`` is None), from the one factory."""
     from mikupal.records import Face
+    from mikupal.testing.records import make_emotion, make_utterance
 
     emotion = None
     if label is not None:
-        emotion = Emotion(label=label, intensity=0.5, rationale=f"because {label}", scores=None,
-                          votes=votes if votes is not None else [label], annotator="test-model", prompt_version="v1")
+        emotion = make_emotion(label, intensity=0.5, rationale=f"because {label}",
+                               votes=votes if votes is not None else [label], annotator="test-model")
     face = Face(track_id=0, box=[0, 0, 10, 10], asd_score=0.9, clip=clip) if clip else None
-    return Utterance(id=uid, video_id=uid.rsplit("-", 1)[0], source=source or f"videos/{uid}.mp4", start=start,
-                     end=end, audio=f"audio/{uid}.flac", text=text, language="en", words=None, face=face,
-                     emotion=emotion)
+    return make_utterance(uid.rsplit("-", 1)[0], uid=uid, source=source or f"videos/{uid}.mp4", start=start, end=end,
+                          text=text, words=None, face=face, emotion=emotion)
 
 
 def write_run(run_dir: Path, utterances: Iterable[Utterance], summary: dict | None = None) -> Path:

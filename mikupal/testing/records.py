@@ -1,9 +1,8 @@
-"""Helpers that write synthetic MIKU-PAL run directories for the builder tests.
+"""The tests' one Utterance factory (:func:`make_utterance`) and synthetic MIKU-PAL run directories.
 
 A run directory here is what the pipeline leaves behind (DESIGN §2): ``utterances.jsonl`` (one Utterance per line,
 written through :meth:`Utterance.to_dict`), ``audio/<id>.flac`` (16 kHz mono FLAC: a tone plus noise) and
-``<stage>/stage.json`` for a few stages. (A uniquely named module: ``from conftest import ...`` would be ambiguous
-with the other test folders' conftest files.)
+``<stage>/stage.json`` for a few stages.
 """
 
 from __future__ import annotations
@@ -69,9 +68,36 @@ class RunDir:
         return self.append_line(json.dumps({**utt.to_dict(), **extra_fields}))
 
 
+#: "not given": the factory fills the field in its consistent default way (``None`` is a value of its own)
+DEFAULT: Any = object()
+
+
+def make_emotion(
+    label: str,
+    *,
+    intensity: float = 0.7,
+    rationale: str | None = None,
+    votes: list[str] | None = None,
+    annotator: str = "fusion-v1",
+    prompt_version: str | None = "v1",
+    confidence: float | None = None,
+) -> Emotion:
+    """An annotator's answer: ``label`` with its votes (three agreeing rollouts unless given) and a rationale."""
+    return Emotion(
+        label=label,
+        intensity=intensity,
+        rationale=rationale if rationale is not None else f"The speaker sounds like {label.lower()}.",
+        scores=None,
+        votes=votes if votes is not None else [label, label, label],
+        annotator=annotator,
+        prompt_version=prompt_version,
+        confidence=confidence,
+    )
+
+
 def make_utterance(
     video: str,
-    index: int,
+    index: int = 0,
     *,
     label: str | None = "Joy",
     seconds: float = 1.5,
@@ -80,40 +106,68 @@ def make_utterance(
     prompt_version: str | None = "v1",
     start: float | None = None,
     confidence: float | None = None,
+    uid: str | None = None,
+    end: float | None = None,
+    source: str = DEFAULT,
+    text: str | None = DEFAULT,
+    language: str | None = "en",
+    words: list[Word] | None = DEFAULT,
+    face: Face | None = DEFAULT,
+    emotion: Emotion | None = DEFAULT,
 ) -> Utterance:
-    """An utterance record whose times, words and face are consistent."""
-    uid = utterance_id(video, index)
+    """The one Utterance factory of the tests: a record whose id, times, paths, words and face are consistent.
+
+    By default: id ``<video>-<index:05d>``, ``start = 10 * index``, ``end = start + seconds``, audio
+    ``audio/<id>.flac``, two words inside the span, a face (track 1, clip ``faces/<id>.mp4``, ``asd_score``; none
+    when ``asd_score`` is None) and an emotion of ``label`` (:func:`make_emotion`; none when ``label`` is None).
+    Any field can be given instead (``uid``, ``end``, ``source``, ``text``, ``language``, ``words``, ``face``,
+    ``emotion``; ``None`` leaves it empty), so the other test helpers build their records here too.
+    """
+    uid = utterance_id(video, index) if uid is None else uid
     start = 10.0 * index if start is None else start
-    words = [
-        Word("hello", start + 0.1, start + 0.5, 0.97),
-        Word("there", start + 0.6, start + min(seconds, 1.2), None),
-    ]
-    face = Face(track_id=1, box=[10.0, 20.0, 110.0, 140.0], asd_score=asd_score, clip=f"faces/{uid}.mp4")
-    emotion = None
-    if label is not None:
-        emotion = Emotion(
-            label=label,
-            intensity=0.7,
-            rationale=f"The speaker sounds like {label.lower()}.",
-            scores=None,
-            votes=[label, label, label],
-            annotator=annotator,
-            prompt_version=prompt_version,
-            confidence=confidence,
-        )
+    end = start + seconds if end is None else end
+    if words is DEFAULT:
+        words = [Word("hello", start + 0.1, start + 0.5, 0.97),
+                 Word("there", start + 0.6, start + min(seconds, 1.2), None)]
+    if face is DEFAULT:
+        face = (Face(track_id=1, box=[10.0, 20.0, 110.0, 140.0], asd_score=asd_score, clip=f"faces/{uid}.mp4")
+                if asd_score is not None else None)
+    if emotion is DEFAULT:
+        emotion = (make_emotion(label, annotator=annotator, prompt_version=prompt_version, confidence=confidence)
+                   if label is not None else None)
     return Utterance(
         id=uid,
         video_id=video,
-        source=f"videos/{video}.mp4",
+        source=f"videos/{video}.mp4" if source is DEFAULT else source,
         start=start,
-        end=start + seconds,
+        end=end,
         audio=f"audio/{uid}.flac",
-        text=f"hello there from {video} number {index}",
-        language="en",
+        text=f"hello there from {video} number {index}" if text is DEFAULT else text,
+        language=language,
         words=words,
-        face=face if asd_score is not None else None,
+        face=face,
         emotion=emotion,
     )
+
+
+def write_utterances(
+    run_dir: Path, video: str, source: str, clips: list[np.ndarray], spans: list[tuple[float, float]],
+    sampling_rate: int = SR,
+) -> list[Utterance]:
+    """Write each clip to ``audio/<id>.flac`` under ``run_dir``; its utterance spans ``spans[i]`` of ``source``.
+
+    Bare records, as the ``vad`` stage writes them (no text, words, face or emotion).
+    """
+    from mikupal.media import write_audio as write_samples
+
+    (run_dir / "audio").mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (clip, (start, end)) in enumerate(zip(clips, spans)):
+        utt = make_utterance(video, i, start=start, end=end, source=source, text=None, language=None, words=None,
+                             face=None, emotion=None)
+        write_samples(run_dir / utt.audio, clip, sampling_rate)
+        out.append(utt)
+    return out
 
 
 def write_stage_json(path: Path, stage: str, config: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mikupal.testing.records import LABELS, RunDir, make_utterance, write_audio, write_stage_json
+from mikupal.testing.rundirs import drop_finish
 
 HOSTILE_TEXT = '<script>alert("x")</script> "><img src=x onerror=alert(1)> & more'
 HOSTILE_RATIONALE = '</p><script>alert(2)</script><b onmouseover="alert(3)">bold</b>'
@@ -103,10 +104,7 @@ def fast_pipeline(video: Path, run: Path) -> dict:
 
 def make_in_progress(run: Path, keep_stages: set[str]) -> None:
     """What a run killed before the stages outside ``keep_stages`` started leaves behind."""
-    for name in ("utterances.jsonl", "summary.json", "errors.jsonl"):
-        (run / name).unlink(missing_ok=True)
-    for marker in run.glob("_SHARD_DONE.*"):
-        marker.unlink()
+    drop_finish(run)
     for stage in ("extract", "separate", "vad", "filter"):
         if stage not in keep_stages:
             shutil.rmtree(run / stage, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
 from mikupal.testing.records import LABELS, RunDir, make_utterance, write_audio, write_stage_json
 
 

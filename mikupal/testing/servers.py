@@ -495,7 +495,7 @@ class OpenAIStub(StubServer):
         }
 
 
-# ---------------------------------------------------------------------------------------------- run directories
+# ---------------------------------------------------------------------------------------------- face clips
 def write_clip(path: Any, seconds: float = 1.0, fps: int = 10, image: Any = None, size: int = 64,
                audio: Any = None, sampling_rate: int = 16000, with_audio: bool = True) -> Any:
     """Write a small mp4 (mpeg4 video, AAC audio) like the ``asd`` stage's face clips.
@@ -553,44 +553,6 @@ def write_clip(path: Any, seconds: float = 1.0, fps: int = 10, image: Any = None
             for packet in astream.encode():
                 container.mux(packet)
     return path
-
-
-def seed_run_dir(run_dir: Any, source: Any, utterances: Any) -> list[str]:
-    """Prepare a run directory whose ``extract`` and ``asr`` stages are already done, holding ``utterances``.
-
-    Running the pipeline with ``stages=[extract, vad, asr, annotate]`` (and ``input=source``) then goes straight to the
-    annotate stage through the real runner: resume skips the seeded stages, and the annotate stage reads the
-    seeded ``asr`` manifest. The utterances' media paths must already exist under ``run_dir``.
-
-    Args:
-        run_dir: the run directory.
-        source: the input video path (it must exist; its :func:`~mikupal.ids.video_id` must be the utterances').
-        utterances: :class:`~mikupal.records.Utterance` records.
-
-    Returns:
-        The video ids seeded.
-    """
-    from pathlib import Path
-
-    from mikupal.ids import video_id
-
-    run_dir = Path(run_dir)
-    vids = sorted({u.video_id for u in utterances})
-    expected = video_id(source)
-    if vids != [expected]:
-        raise ValueError(f"seed_run_dir: utterances must all belong to video_id {expected!r} of {source}, got {vids}")
-    part = "part-00000-of-00001"
-    (run_dir / "extract").mkdir(parents=True, exist_ok=True)
-    (run_dir / "asr").mkdir(parents=True, exist_ok=True)
-    done = {"key": expected, "video_id": expected, "n_out": 0, "drop": None, "counts": {}}
-    (run_dir / "extract" / f"{part}.done.jsonl").write_text(json.dumps(done) + "\n")
-    with open(run_dir / "asr" / f"{part}.jsonl", "w", encoding="utf-8") as f:
-        for u in utterances:
-            f.write(json.dumps(u.to_dict()) + "\n")
-    with open(run_dir / "asr" / f"{part}.done.jsonl", "w", encoding="utf-8") as f:
-        for u in utterances:
-            f.write(json.dumps({"key": u.id, "video_id": u.video_id, "n_out": 1, "drop": None, "counts": {}}) + "\n")
-    return vids
 
 
 # ---------------------------------------------------------------------------------------------- real llama.cpp server

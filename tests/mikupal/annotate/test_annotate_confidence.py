@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from mikupal.testing.annotate import FAST_RETRY, KEY_ENV
 from omegaconf import OmegaConf
 
 from mikupal.annotate.base import AnnotationRequest, RolloutAnswer, aggregate, label_confidence
 from mikupal.annotate.gemini import GeminiAnnotator
-from mikupal.testing.servers import GeminiStub, StubReply, answer_json
 from mikupal.filter import FilterStage
 from mikupal.labels import load_label_set
 from mikupal.paths import conf_dir, load_conf_yaml
 from mikupal.records import Emotion, Utterance
+from mikupal.testing.annotate import FAST_RETRY, KEY_ENV
+from mikupal.testing.servers import GeminiStub, StubReply, answer_json
 
 MELD = load_label_set("meld7")
 

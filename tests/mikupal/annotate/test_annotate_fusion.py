@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mikupal.testing.annotate import compose
 
 from mikupal.annotate.base import AnnotationError, AnnotationRequest
 from mikupal.annotate.fusion import FER_CLASSES, FusionAnnotator, prosody_features, yin_pitch
-from mikupal.testing.servers import write_clip
 from mikupal.labels import load_label_set
 from mikupal.manifest import iter_jsonl
 from mikupal.media import read_audio
 from mikupal.runner import run_pipeline
+from mikupal.testing.annotate import compose
+from mikupal.testing.servers import write_clip
 
 MELD = load_label_set("meld7")
 EMO26 = load_label_set("emobench26")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import av
 import pytest
-from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
 
 from mikupal.annotate.api import FatalAPIError
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
 from mikupal.annotate.gemini import GeminiAnnotator
-from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 from mikupal.labels import load_label_set
+from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
+from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 
 MELD = load_label_set("meld7")
 EMO26 = load_label_set("emobench26")

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from mikupal.testing.annotate import compose
 
-from mikupal.testing.servers import LlamaCppServer, ServerUnavailable, write_clip
 from mikupal.labels import load_label_set
 from mikupal.manifest import iter_jsonl
 from mikupal.runner import run_pipeline
+from mikupal.testing.annotate import compose
+from mikupal.testing.servers import LlamaCppServer, ServerUnavailable, write_clip
 
 pytestmark = pytest.mark.llamacpp
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import av
 import pytest
 import soundfile as sf
-from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
 
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
 from mikupal.annotate.openai_compat import OpenAICompatAnnotator
-from mikupal.testing.servers import OpenAIStub, StubReply, answer_json, openai_error
 from mikupal.labels import load_label_set
+from mikupal.testing.annotate import FAST_RETRY, KEY_ENV, SECRET
+from mikupal.testing.servers import OpenAIStub, StubReply, answer_json, openai_error
 
 MELD = load_label_set("meld7")
 EMO26 = load_label_set("emobench26")

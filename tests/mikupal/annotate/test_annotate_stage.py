@@ -6,11 +6,11 @@ import json
 import logging
 
 import pytest
-from mikupal.testing.annotate import SECRET, all_text_under, compose, stub_overrides
 
-from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 from mikupal.manifest import iter_jsonl
 from mikupal.runner import ConfigChangedError, run_pipeline
+from mikupal.testing.annotate import SECRET, all_text_under, compose, stub_overrides
+from mikupal.testing.servers import GeminiStub, StubReply, answer_json, gemini_error
 
 TEXTS = ["so much joy today", "this is anger", "pure sadness", "I feel fear", "nothing special, neutral",
          "what a surprise"]

@@ -211,7 +211,7 @@ def test_text_only_and_a_transcript_with_chat_tokens(annotator, media, generate_
 
 
 def test_garbage_is_an_item_error_in_a_pipeline_run(tiny_omni, tmp_path, media):
-    from mikupal.testing.servers import seed_run_dir
+    from mikupal.testing.rundirs import seed_run_dir
     from mikupal.ids import utterance_id, video_id
     from mikupal.manifest import iter_jsonl
     from mikupal.records import Face, Utterance

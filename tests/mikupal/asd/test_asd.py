@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 from mikupal.media import read_audio
 from mikupal.testing.talking_faces import talking_clip
+from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 
 def _side(face, width: int) -> int:
@@ -136,7 +136,7 @@ def test_a_face_seen_in_only_part_of_the_utterance_gives_low_coverage(tmp_path, 
 
 
 def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_speaker, tmp_path):
-    from mikupal.testing.vision import compose_pipeline
+    from mikupal.testing.config import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
@@ -183,7 +183,7 @@ def test_crop_based_backend_gets_talknet_style_crops_and_finds_the_speaker(two_s
 
 
 def test_frame_rate_mismatch_is_refused(two_speaker):
-    from mikupal.testing.vision import compose_pipeline
+    from mikupal.testing.config import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext
@@ -197,7 +197,7 @@ def test_frame_rate_mismatch_is_refused(two_speaker):
 
 
 def test_sync_without_face_mesh_is_refused(two_speaker):
-    from mikupal.testing.vision import compose_pipeline
+    from mikupal.testing.config import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext

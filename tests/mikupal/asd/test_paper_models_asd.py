@@ -17,13 +17,13 @@ import json
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from mikupal.testing.paper_models import patterned_frame
 
 from mikupal import registry
 from mikupal.asd.base import TrackEvidence
 from mikupal.asd.talknet import TalkNetDetector, retime_indices
 from mikupal.models.talknet import TalkNetScorer
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.paper_models import patterned_frame
 
 pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mikupal.testing.decode_media import encode, packets, truncate_in_last_audio_packet, zero_packets
 
 from mikupal.media import MediaError, decode_audio, decode_audio_report
 from mikupal.runner import run_pipeline
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.decode_media import encode, packets, truncate_in_last_audio_packet, zero_packets
 from mikupal.testing.media import concat_with_silences
 
 SR = 16000

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 from mikupal.media import read_audio
 from mikupal.testing.media import write_video
 from mikupal.testing.talking_faces import speech_corpus, talking_clip
+from mikupal.testing.vision import make_utterances, probe_clip, run_vision
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_a_failing_detector_costs_no_utterance(tmp_path, speech):
 
 
 def test_missing_faces_artifact(tmp_path, speech):
-    from mikupal.testing.vision import compose_pipeline
+    from mikupal.testing.config import compose_pipeline
 
     from mikupal.asd.stage import AsdStage
     from mikupal.stage import StageContext

@@ -6,13 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from mikupal.testing.vision import box_iou
 
 from mikupal.faces.blazeface import BlazeFaceDetector, ssd_anchor_centres
 from mikupal.faces.haar import HaarDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
+from mikupal.testing import loaded
 from mikupal.testing.media import face_photo
 from mikupal.testing.talking_faces import ASTRONAUT_HEAD, astronaut_face
+from mikupal.testing.vision import box_iou
 
 # The astronaut's face in the 512x512 photo (forehead to chin, ear to ear), by eye.
 ASTRONAUT_FACE = (175, 75, 280, 180)
@@ -20,18 +21,12 @@ ASTRONAUT_FACE = (175, 75, 280, 180)
 
 @pytest.fixture(scope="module")
 def blazeface():
-    det = BlazeFaceDetector("blazeface-short")
-    det.setup()
-    yield det
-    det.teardown()
+    yield from loaded(BlazeFaceDetector("blazeface-short"))
 
 
 @pytest.fixture(scope="module")
 def mesh():
-    m = FaceMesh()
-    m.setup()
-    yield m
-    m.teardown()
+    yield from loaded(FaceMesh())
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mikupal.testing.vision import box_iou, make_utterances, run_vision
 
 from mikupal.records import Utterance
 from mikupal.testing.talking_faces import talking_clip
+from mikupal.testing.vision import box_iou, make_utterances, run_vision
 
 
 def _inside(box, panel) -> bool:

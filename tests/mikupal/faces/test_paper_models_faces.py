@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from mikupal.testing.paper_models import patterned_frame
 
 from mikupal import registry
 from mikupal.faces.base import Detection
 from mikupal.models import CheckpointMismatchError
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.paper_models import patterned_frame
 
 pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 

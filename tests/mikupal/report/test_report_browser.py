@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mikupal.testing.report import make_in_progress
 
 from mikupal.report import ReportOptions, build_report
+from mikupal.testing.report import make_in_progress
 
 pytestmark = pytest.mark.browser
 

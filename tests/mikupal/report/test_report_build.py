@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 from hydra import compose, initialize_config_dir
-from mikupal.testing.report import read_call, site_rows
 
 from mikupal.paths import conf_dir
 from mikupal.report import ReportOptions
+from mikupal.testing.report import read_call, site_rows
 
 
 def _compose(name: str, *overrides: str):

@@ -12,11 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mikupal.testing.report import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
-                            write_report_run)
 
 from mikupal.report import ReportError, ReportOptions, build_report, load_run
 from mikupal.report.site import scrub_paths
+from mikupal.testing.report import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
+                                    write_report_run)
+from mikupal.testing.rundirs import forget_done
 
 REPO = Path(__file__).resolve().parents[3]
 TEXT_SUFFIXES = {".html", ".js", ".css", ".json", ".svg"}
@@ -201,8 +202,7 @@ def test_an_unfinished_item_is_not_reported(pipeline_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(done, run)
     make_in_progress(run, {"extract", "separate", "vad"})
-    for path in (run / "vad").glob("part-*.done.jsonl"):
-        path.write_text("")
+    forget_done(run, "vad", keep=0)
     data = load_run(run)
     assert data.items == [] and not data.complete
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mikupal.testing.config import compose_pipeline
+from mikupal.testing.rundirs import drop_finish, forget_done
 
 
 def purity(truth: list[str], predicted: list[str]) -> tuple[float, float]:
@@ -82,13 +83,10 @@ def test_a_resumed_video_keeps_its_speaker_ids(tmp_path, voices):
     first = (run / "utterances.jsonl").read_text()
     assert len({json.loads(line)["speaker"]["id"] for line in first.splitlines()}) == 2
     # as if killed after three utterances: the rest is redone, against the cached embeddings of the first three
-    done = run / "speakers" / "part-00000-of-00001.done.jsonl"
-    done.write_text("".join(done.read_text().splitlines(keepends=True)[:3]))
+    forget_done(run, "speakers", keep=3)
     for line in first.splitlines()[3:]:
         (run / "speakers" / "embeddings" / f"{json.loads(line)['id']}.npz").unlink()
-    (run / "utterances.jsonl").unlink()
-    for marker in run.glob("_SHARD_DONE.*"):
-        marker.unlink()
+    drop_finish(run)
     summary = run_pipeline(compose_pipeline(*overrides))
     assert summary["counters"]["speakers.embedded"] == 6
     assert (run / "utterances.jsonl").read_text() == first
