@@ -150,26 +150,6 @@ def make_utterance(
     )
 
 
-def write_utterances(
-    run_dir: Path, video: str, source: str, clips: list[np.ndarray], spans: list[tuple[float, float]],
-    sampling_rate: int = SR,
-) -> list[Utterance]:
-    """Write each clip to ``audio/<id>.flac`` under ``run_dir``; its utterance spans ``spans[i]`` of ``source``.
-
-    Bare records, as the ``vad`` stage writes them (no text, words, face or emotion).
-    """
-    from mikupal.media import write_audio as write_samples
-
-    (run_dir / "audio").mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, (clip, (start, end)) in enumerate(zip(clips, spans)):
-        utt = make_utterance(video, i, start=start, end=end, source=source, text=None, language=None, words=None,
-                             face=None, emotion=None)
-        write_samples(run_dir / utt.audio, clip, sampling_rate)
-        out.append(utt)
-    return out
-
-
 def write_stage_json(path: Path, stage: str, config: dict[str, Any]) -> None:
     (path / stage).mkdir(parents=True, exist_ok=True)
     (path / stage / "stage.json").write_text(

@@ -1,4 +1,5 @@
-"""Runner state for tests: stages marked done, or undone as a killed run leaves them, through the rundir API.
+"""Run directories for tests: utterance audio written as ``vad`` writes it, and runner state (stages marked done,
+or undone as a killed run leaves them) written through the rundir API.
 
 The done logs (``<stage>/part-RRRRR-of-WWWWW.done.jsonl``) and rank markers are the runner's private files: tests
 never write them by hand but through these helpers, which use :class:`mikupal.rundir.StageStore`,
@@ -12,8 +13,32 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from mikupal.manifest import ManifestWriter, iter_jsonl
+from mikupal.records import Utterance
 from mikupal.rundir import DoneEntry, RunDir, atomic_write_jsonl
+from mikupal.testing.records import make_utterance
+
+
+def write_utterances(
+    run_dir: Path, video: str, source: str, clips: list[np.ndarray], spans: list[tuple[float, float]],
+    sampling_rate: int = 16000,
+) -> list[Utterance]:
+    """Write each clip to ``audio/<id>.flac`` under ``run_dir``; its utterance spans ``spans[i]`` of ``source``.
+
+    Bare records, as the ``vad`` stage writes them (no text, words, face or emotion).
+    """
+    from mikupal.media import write_audio as write_samples
+
+    (run_dir / "audio").mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (clip, (start, end)) in enumerate(zip(clips, spans)):
+        utt = make_utterance(video, i, start=start, end=end, source=source, text=None, language=None, words=None,
+                             face=None, emotion=None)
+        write_samples(run_dir / utt.audio, clip, sampling_rate)
+        out.append(utt)
+    return out
 
 
 def mark_done(run_dir: str | Path, stage: str, items: Iterable[tuple[str, str, Sequence[Any]]], rank: int = 0,

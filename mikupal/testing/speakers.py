@@ -9,7 +9,7 @@ import numpy as np
 from mikupal.records import Utterance
 from mikupal.stage import StageContext
 from mikupal.testing.config import compose_pipeline
-from mikupal.testing.records import write_utterances
+from mikupal.testing.rundirs import write_utterances
 
 
 def make_utterances(run_dir: Path, video_id: str, clips: list[np.ndarray], gap: float = 1.0) -> list[Utterance]:

@@ -13,7 +13,7 @@ import pytest
 from mikupal.records import Utterance
 from mikupal.stage import StageContext
 from mikupal.testing.config import compose_pipeline
-from mikupal.testing.records import write_utterances
+from mikupal.testing.rundirs import write_utterances
 
 SR = 16000
 
