@@ -53,7 +53,8 @@ def bench_throughput(items: int, in_flight: int, latency: float, rollouts: int, 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mikupal.annotate.testing import GeminiStub, OpenAIStub, seed_run_dir, write_clip
+    from mikupal.testing.rundirs import seed_run_dir
+    from mikupal.testing.servers import GeminiStub, OpenAIStub, write_clip
     from mikupal.ids import utterance_id, video_id
     from mikupal.manifest import iter_jsonl
     from mikupal.paths import conf_dir

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from eval.cli import run
-from mikupal.annotate.testing import LlamaCppServer
+from mikupal.testing.servers import LlamaCppServer
 from mikupal.paths import conf_dir
 
 SETTINGS = {  # name (also the work folder) -> overrides

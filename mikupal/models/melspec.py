@@ -16,7 +16,8 @@ JIT-compiles through numba for several seconds to half a minute):
 
 :func:`level_dbfs` (the RMS level both stages use to recognise silent input) lives here too.
 
-``tests/quality/test_melspec.py`` checks both configurations against librosa to about 1e-6 when librosa is installed.
+``tests/mikupal/models/test_melspec.py`` checks both configurations against librosa to about 1e-6 when librosa is
+installed.
 """
 
 from __future__ import annotations

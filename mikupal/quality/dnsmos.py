@@ -27,7 +27,7 @@ What differs on purpose:
 * **Default hop 9.01 s** (non-overlapping windows) instead of 1 s: about 9x cheaper on long clips, and within
   0.05 OVRL of the overlapping score on 60 s clips (measured in ``reference/quality-speaker-models.md``).
   ``hop_seconds: 1.0`` gives the reference's overlap. Clips up to 9.01 s get exactly one window either way.
-* The mel front end is numpy (:mod:`mikupal.models.melspec`), not librosa; ``tests/quality`` checks that it matches
+* The mel front end is numpy (:mod:`mikupal.models.melspec`), not librosa; ``tests/mikupal/models`` checks it matches
   librosa and that :func:`reference_windows` + this module reproduce ``speechmos.dnsmos.run`` to about 1e-6.
 
 Cost: one window costs about 0.45 CPU-seconds on one thread (P.835; P.808 adds about 5 %). Utterances shorter

@@ -23,7 +23,7 @@ stereo, separated with the loaded model's ``demix`` (the call audio-separator's 
 file round trip), averaged back to mono and resampled to the input rate; neighbouring chunks are joined with a
 raised-cosine crossfade whose weights sum to one. Peak memory therefore depends on ``chunk_seconds``, not on the
 length of the recording: on a 10-minute input (CPU, 60 s chunks) the peak was 239 MB above the input, of which
-35 MB is the output, against 1.72 GB in one pass (``tests/paper/mdx_memory_probe.py``). Output: the vocals, same
+35 MB is the output, against 1.72 GB in one pass (``mikupal/testing/mdx_memory_probe.py``). Output: the vocals, same
 rate and length as the input.
 
 Note: the ``extract`` stage decodes audio at 16 kHz, so the model sees band-limited audio (nothing above 8 kHz),

@@ -1,8 +1,9 @@
 """Measuring the audio path: word error rate, utterance boundaries, SI-SDR, and the test signals they run on.
 
-Shared by ``tests/audio``, ``benchmarks/measure_audio_quality.py`` and ``benchmarks/bench_audio.py``. All signals
-are built at run time from the real recordings of :mod:`mikupal.testing.media` (LibriVox read speech from Debian
-``pocketsphinx-testdata``, music from Debian ``asterisk-moh-opsound-wav``).
+Shared by the audio tests (``tests/mikupal/{separate,vad,asr}``), ``benchmarks/measure_audio_quality.py`` and
+``benchmarks/bench_audio.py``. All signals are built at run time from the real recordings of
+:mod:`mikupal.testing.media` (LibriVox read speech from Debian ``pocketsphinx-testdata``, music from Debian
+``asterisk-moh-opsound-wav``).
 
 Definitions (stated once, used everywhere):
 

@@ -12,7 +12,7 @@ painted in a dark mouth-interior colour whose edges fade at the lip corners. The
 mouth (its mouth-opening ratio rises roughly linearly with the gap), which is what a lip-sync detector needs; it is
 not a photorealistic talking head.
 
-Used by ``tests/vision`` and ``benchmarks/bench_vision.py``.
+Used by the vision tests (``tests/mikupal/{faces,asd}``) and ``benchmarks/bench_vision.py``.
 """
 
 from __future__ import annotations

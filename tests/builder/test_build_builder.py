@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from builder_testkit import make_utterance, write_audio
 from datasets.exceptions import DatasetGenerationError
 
 from builder.features import FIELD_NAMES, build_features
 from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig, record_to_example
 from builder.scan import BadInputError, BuildError
 from mikupal.labels import load_label_set
+from mikupal.testing.records import make_utterance, write_audio
 
 
 def test_builder_materialises_typed_rows_with_decodable_audio(make_run_dir, tmp_path):

@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from builder_testkit import make_utterance, write_audio
 from huggingface_hub import HfApi
 
 from builder.card import split_front_matter
@@ -22,6 +21,7 @@ from builder.features import build_features
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import BadInputError, BuildError
 from mikupal.labels import load_label_set
+from mikupal.testing.records import make_utterance, write_audio
 
 FEATURES = build_features(load_label_set("emobench26"))
 SHARD = re.compile(r"^(train|validation|test)-(\d{5})-of-(\d{5})\.parquet$")

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 
 import pytest
-from builder_testkit import make_utterance, write_audio
 
 from builder.miku_emobench import MikuEmoBenchConfig
 from builder.scan import (
@@ -18,6 +17,7 @@ from builder.scan import (
     validate_split_ratios,
 )
 from mikupal.labels import load_label_set
+from mikupal.testing.records import make_utterance, write_audio
 
 EMOBENCH = load_label_set("emobench26")
 

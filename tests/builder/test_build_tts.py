@@ -11,7 +11,6 @@ import av
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from builder_testkit import make_utterance, write_audio
 
 from builder.card import CardOptions, render_statistics
 from builder.export import export_dataset
@@ -19,6 +18,7 @@ from builder.features import MEDIA_FIELDS, build_features, field_names
 from builder.miku_emobench import MikuEmoBench, MikuEmoBenchConfig, source_name
 from builder.scan import BuildError, assign_split, scan_runs, validate_split_ratios
 from mikupal.labels import load_label_set
+from mikupal.testing.records import make_utterance, write_audio
 
 
 def speaker_and_quality(n: int, utt) -> dict:

@@ -6,23 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from eval_helpers import MELD_DIR
+from mikupal.testing.eval_suite import MELD_DIR
+
+
+def _meld_labels(name: str) -> Path:
+    """A MELD label CSV of :data:`~mikupal.testing.eval_suite.MELD_DIR`, or skip the test when it is absent."""
+    path = MELD_DIR / name
+    if not path.is_file():
+        pytest.skip(f"MELD labels not found at {path}")
+    return path
 
 
 @pytest.fixture(scope="session")
 def meld_dev() -> Path:
-    path = MELD_DIR / "dev_sent_emo.csv"
-    if not path.is_file():
-        pytest.skip(f"MELD labels not found at {path}")
-    return path
+    return _meld_labels("dev_sent_emo.csv")
 
 
 @pytest.fixture(scope="session")
 def meld_train() -> Path:
-    path = MELD_DIR / "train_sent_emo.csv"
-    if not path.is_file():
-        pytest.skip(f"MELD labels not found at {path}")
-    return path
+    return _meld_labels("train_sent_emo.csv")
 
 
 @pytest.fixture(scope="session")

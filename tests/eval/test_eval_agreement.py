@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -14,7 +15,9 @@ from eval.agreement import (agreement_report, alpha_nominal_from_weights, fleiss
                             ratings_from_prediction_files, ratings_from_records, ratings_from_votes, read_ratings_csv)
 from eval.cli import run
 from eval.errors import EvalInputError
-from eval_helpers import DATA, compose_eval, utterance, write_run
+from mikupal.testing.eval_suite import compose_eval, utterance, write_run
+
+DATA = Path(__file__).resolve().parent / "data"  # published ratings with known results
 
 FAST = {"n_resamples": 300, "seed": 0, "level": 0.95}
 

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 from eval.baselines import SentenceEmbedder, majority_labels, stratified_labels, text_logreg_labels
 from eval.cli import run
 from eval.meld import load_gold
-from eval_helpers import compose_eval
+from mikupal.testing.eval_suite import compose_eval
 
 
 def test_majority_on_dev_is_the_neutral_rate(dev_gold, meld_train):

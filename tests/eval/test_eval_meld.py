@@ -13,7 +13,7 @@ import pytest
 from eval.cli import run
 from eval.errors import EvalInputError
 from eval.meld import canonical_id, load_gold, load_predictions, parse_meld_time, score
-from eval_helpers import compose_eval, utterance, write_run
+from mikupal.testing.eval_suite import compose_eval, utterance, write_run
 
 BOOT = {"n_resamples": 200, "seed": 0, "level": 0.95}
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-import eval_helpers
+import mikupal.testing.eval_suite as eval_helpers
 from eval.cli import run
 from eval.errors import EvalInputError
-from eval_helpers import compose_eval
+from mikupal.testing.eval_suite import compose_eval
 from mikupal.manifest import iter_jsonl
 
-ANNOTATOR = {"_target_": "eval_helpers.KeywordAnnotator", "modalities": ["video", "audio", "text"], "rollouts": 1}
+ANNOTATOR = {"_target_": "mikupal.testing.eval_suite.KeywordAnnotator", "modalities": ["video", "audio", "text"], "rollouts": 1}
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def _reset_fake():
 
 def _cfg(meld_dev, tmp_path, *extra, annotator=ANNOTATOR):
     return compose_eval("task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}",
-                        f"out={tmp_path / 'predict.json'}", "predict.annotate_fn=eval_helpers.annotate_utterances",
+                        f"out={tmp_path / 'predict.json'}", "predict.annotate_fn=mikupal.testing.eval_suite.annotate_utterances",
                         "predict.limit=40", "bootstrap.n_resamples=100", *extra,
                         annotator=annotator)
 
@@ -105,7 +105,7 @@ def test_missing_annotator_or_annotate_function_is_a_clear_error(meld_dev, tmp_p
 
 
 def test_an_annotator_that_stops_midway_keeps_what_it_finished(meld_dev, tmp_path):
-    cfg = _cfg(meld_dev, tmp_path, "predict.annotate_fn=eval_helpers.annotate_then_crash")
+    cfg = _cfg(meld_dev, tmp_path, "predict.annotate_fn=mikupal.testing.eval_suite.annotate_then_crash")
     report = run(cfg)["ablations"]["text"]
     assert report["n_labelled"] == 10 and report["n_failed_this_run"] == 30
     errors = list(iter_jsonl(tmp_path / "work" / "text" / "errors.jsonl"))
@@ -114,10 +114,10 @@ def test_an_annotator_that_stops_midway_keeps_what_it_finished(meld_dev, tmp_pat
 
 def _stage_annotator():
     pytest.importorskip("mikupal.annotate.stage", reason="the pipeline's annotate stage is not in this checkout")
-    import eval_stage_fakes
+    import mikupal.testing.fake_annotators as eval_stage_fakes
 
     eval_stage_fakes.REQUESTS.clear()
-    return eval_stage_fakes, {"_target_": "eval_stage_fakes.RecordingAnnotator",
+    return eval_stage_fakes, {"_target_": "mikupal.testing.fake_annotators.RecordingAnnotator",
                               "modalities": ["video", "audio", "text"], "rollouts": 3, "note": "x"}
 
 
@@ -194,7 +194,7 @@ def test_the_report_counts_requests_tokens_retries_and_wall_time(meld_dev, tmp_p
 def test_a_stop_or_an_all_failed_ablation_is_incomplete_with_the_count(meld_dev, tmp_path):
     from eval.cli import incomplete
 
-    stopped = run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=eval_helpers.annotate_then_crash"))
+    stopped = run(_cfg(meld_dev, tmp_path, "predict.annotate_fn=mikupal.testing.eval_suite.annotate_then_crash"))
     problem = incomplete("predict", stopped)
     assert "ablation text stopped with 30 of 40 item(s) not labelled (ConnectionError: connection lost)" in problem
     assert problem.count("rerun") == 1
@@ -220,7 +220,7 @@ def test_mikupal_eval_exits_1_after_a_stop(meld_dev, tmp_path, monkeypatch, caps
     monkeypatch.setattr(sys, "argv", [
         "mikupal-eval", "task=predict", f"gold={meld_dev}", f"work_dir={tmp_path / 'work'}",
         f"out={tmp_path / 'predict.json'}", "predict.limit=12", "bootstrap.n_resamples=20",
-        "predict.annotate_fn=eval_helpers.annotate_then_crash", "+annotator._target_=eval_helpers.KeywordAnnotator",
+        "predict.annotate_fn=mikupal.testing.eval_suite.annotate_then_crash", "+annotator._target_=mikupal.testing.eval_suite.KeywordAnnotator",
         "+annotator.modalities=[text]"])
     with pytest.raises(SystemExit) as info:
         main()

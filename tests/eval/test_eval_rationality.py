@@ -13,7 +13,7 @@ from eval.cli import run
 from eval.errors import EvalInputError
 from eval.metrics import wilson_interval
 from eval.rationality import Scale, export_rating_sheet, rationality_report, read_ratings
-from eval_helpers import compose_eval, utterance, write_run
+from mikupal.testing.eval_suite import compose_eval, utterance, write_run
 
 BINARY = Scale()
 LIKERT = Scale(kind="likert", threshold=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from eval.cli import run
 from eval.errors import EvalInputError
 from eval.tables import latex_escape, summary_value
-from eval_helpers import DATA, compose_eval
+from mikupal.testing.eval_suite import compose_eval
+
+DATA = Path(__file__).resolve().parent / "data"  # published ratings with known results
 
 RUNNER_SUMMARY = {  # the shape mikupal.runner writes
     "complete": True, "videos": 2, "hours_in": 1.5, "utterances_out": 300, "hours_out": 0.5, "errors": 0,
