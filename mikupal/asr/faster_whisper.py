@@ -118,6 +118,10 @@ class FasterWhisperTranscriber(Transcriber):
             word's end, and on the silence after it hallucinates (e.g. "off.").
         seed: random seed set before each decoded window, so temperature-fallback sampling gives the same
             transcript whatever ran before (resumed runs reproduce uninterrupted ones).
+        min_word_probability: a transcript none of whose words reaches this probability is dropped as a
+            hallucination (with beam search Whisper says "You" on 2 s of silence, word probability 0.04, at an
+            average log-probability that passes its own no-speech check). 0 keeps everything; needs word
+            timestamps.
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -145,6 +149,7 @@ class FasterWhisperTranscriber(Transcriber):
         batch_size: int = 1,
         timestamp_tokens: bool = True,
         seed: int = 0,
+        min_word_probability: float = 0.0,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"asr.beam_size must be >= 1, got {beam_size}")
@@ -178,6 +183,9 @@ class FasterWhisperTranscriber(Transcriber):
         self.batch_size = int(batch_size)
         self.timestamp_tokens = bool(timestamp_tokens)
         self.seed = int(seed)
+        if not 0.0 <= min_word_probability < 1.0:
+            raise ValueError(f"asr.min_word_probability must be in [0, 1), got {min_word_probability}")
+        self.min_word_probability = float(min_word_probability)
         self._model: Any = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -321,6 +329,9 @@ class FasterWhisperTranscriber(Transcriber):
                 end = min(max(float(w.end) - offset, start), duration)
                 out.append(Word(word=token, start=round(start, 3), end=round(end, 3), score=round(float(w.probability), 4)))
                 last_end = end
+            if out and max(float(w.probability) for w in words) < self.min_word_probability:
+                log.debug("asr: dropped %r (every word below probability %g)", text, self.min_word_probability)
+                return Transcript(text="", language=language, words=[], language_probability=probability)
         return Transcript(text=text, language=language, words=out, language_probability=probability)
 
     def _prepare(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:

@@ -66,6 +66,8 @@ def test_whisper_on_music_with_rnnoise_wer(whisper, rnnoise, speech_set, noisy_c
 
 
 def test_whisper_on_silence_and_music_says_nothing(whisper, music_audio):
+    """Beam search says "You" (word probability 0.04) on 2 s of silence; ``min_word_probability`` drops it."""
+    assert whisper.min_word_probability > 0.04
     assert whisper.transcribe(np.zeros(32000, np.float32), 16000).text == ""
     assert whisper.transcribe(music_audio[16000 * 10 : 16000 * 15], 16000).text == ""
     assert whisper.transcribe(np.zeros(10, np.float32), 16000).words == []
@@ -128,6 +130,8 @@ def test_whisper_fixed_language_and_resampled_input(speech_set):
 def test_whisper_bad_config_and_missing_model(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="beam_size"):
         FasterWhisperTranscriber(beam_size=0)
+    with pytest.raises(ValueError, match="min_word_probability"):
+        FasterWhisperTranscriber(min_word_probability=1.5)
     with pytest.raises(ValueError, match="device"):
         FasterWhisperTranscriber(device="tpu")
     with pytest.raises(ValueError, match="pack_seconds"):
