@@ -25,3 +25,23 @@ def test_plain_run_composes_the_config_once(tmp_path, monkeypatch):
     assert len(calls) == 1
     saved = list(run_dir.glob("logs/*/.hydra/overrides.yaml"))
     assert len(saved) == 1 and "missing.wav" in saved[0].read_text()
+
+
+def test_stage_chain_check_imports_only_the_stages_that_run():
+    """Checking ``stages=[extract,separate,vad,asr]`` does not import the vision and annotation stages (their
+    imports are start-up cost of every audio-only run); a broken chain still names the stages that fix it."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from mikupal.checks import check_chain\n"
+        "check_chain(['extract', 'separate', 'vad', 'asr'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('mikupal.faces', 'mikupal.asd', 'mikupal.annotate'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from mikupal.checks import check_chain
+    from mikupal.runner import ConfigError
+
+    with pytest.raises(ConfigError, match="add vad between them"):
+        check_chain(["extract", "asr"])
