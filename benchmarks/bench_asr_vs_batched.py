@@ -14,13 +14,14 @@ times (~129 s); each clean and with real music (``asterisk-moh-opsound-wav``) mi
 speech. WER is the corpus WER of all output text joined in time order against the joined references
 (:func:`mikupal.testing.audio_eval.corpus_wer`).
 
-Times are medians of ``--runs`` runs per cell (wall clock of the whole child process). The machine may be
-shared, so absolute times are noisy: the ratio of the two columns within one run is what counts. The fixed cost
+Times are medians of ``--runs`` runs per cell (wall clock and CPU time, user + system over all threads, of the
+whole child process); the two sides alternate run by run. The machine may be shared, so absolute times are
+noisy: the ratio of the two columns within one run is what counts, and CPU time is the steadier of the two. The fixed cost
 and the cost per audio second are fitted from the two clip lengths (clean inputs).
 
 Usage::
 
-    python benchmarks/bench_asr_vs_batched.py [--runs 3] [--snr 3] [--keep DIR] [OVERRIDE ...]
+    python benchmarks/bench_asr_vs_batched.py [--runs 3] [--music-runs N] [--snr 3] [--keep DIR] [OVERRIDE ...]
 
 Overrides are Hydra ``key=value`` pairs for our side (e.g. ``asr.batch_size=1``).
 """
@@ -45,6 +46,7 @@ log = logging.getLogger("bench_asr_vs_batched")
 RATE = 16000
 #: The batched pipeline's settings that match the offline preset's Whisper.
 BATCH_SIZE = 8
+SIDES = ("ours", "batched")
 
 THEIRS = r"""
 import json, sys, time
@@ -82,8 +84,9 @@ def build_inputs(work: Path, snr: float) -> dict[str, tuple[Path, float, str]]:
     return inputs
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``cmd``; returns (wall s, its peak RSS in GiB, stdout). Raises with its output when it fails."""
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run ``cmd``; returns (wall s, CPU s (user + system, all threads), its peak RSS in GiB, stdout). Raises with
+    its output when it fails."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
@@ -95,11 +98,11 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         stdout = out.read()
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[:4]} failed (exit {proc.returncode}):\n{stdout[-3000:]}\n{err.read()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024**2, stdout
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024**2, stdout
 
 
-def run_ours(path: Path, run_dir: Path, overrides: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Our CLI on ``path``; returns (wall s, peak GiB, text joined in time order)."""
+def run_ours(path: Path, run_dir: Path, overrides: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Our CLI on ``path``; returns (wall s, CPU s, peak GiB, text joined in time order)."""
     import shutil
 
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -108,28 +111,30 @@ def run_ours(path: Path, run_dir: Path, overrides: list[str], env: dict[str, str
         f"input={path}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr]", "separate=passthrough",
         *overrides,
     ]
-    wall, peak, _ = timed(cmd, env)
+    wall, cpu, peak, _ = timed(cmd, env)
     rows = [json.loads(line) for line in (run_dir / "utterances.jsonl").read_text().splitlines() if line.strip()]
     text = " ".join(r["text"] or "" for r in sorted(rows, key=lambda r: r["start"]))
-    return wall, peak, text
+    return wall, cpu, peak, text
 
 
-def run_theirs(model_dir: Path, path: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """faster-whisper's batched pipeline on ``path``; returns (wall s, peak GiB, text joined in time order)."""
-    wall, peak, out = timed([sys.executable, "-c", THEIRS, str(model_dir), str(path), str(BATCH_SIZE)], env)
+def run_theirs(model_dir: Path, path: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
+    """faster-whisper's batched pipeline on ``path``; returns (wall s, CPU s, peak GiB, text joined in time order)."""
+    wall, cpu, peak, out = timed([sys.executable, "-c", THEIRS, str(model_dir), str(path), str(BATCH_SIZE)], env)
     line = next(ln for ln in out.splitlines() if ln.startswith("BENCH_TEXT "))
     segments = json.loads(line[len("BENCH_TEXT ") :])
-    return wall, peak, " ".join(text for _, text in sorted(segments))
+    return wall, cpu, peak, " ".join(text for _, text in sorted(segments))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per clean input and side (medians; default 3)")
-    parser.add_argument("--music-runs", type=int, default=1, help="runs per music input and side (default 1)")
+    parser.add_argument("--music-runs", type=int, help="runs per music input and side (default: --runs)")
     parser.add_argument("--snr", type=float, default=3.0, help="speech-to-music ratio of the music inputs (dB)")
     parser.add_argument("--keep", type=Path, help="keep inputs and run directories here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for our side")
     args = parser.parse_args(argv)
+    if args.music_runs is None:
+        args.music_runs = args.runs
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from mikupal.registry import resolve
@@ -148,37 +153,52 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.runs if "clean" in name else args.music_runs
         if runs < 1:
             continue
-        cell: dict[str, dict] = {}
-        for side in ("ours", "batched"):
-            walls, peaks, text = [], [], ""
-            for k in range(runs):  # alternate sides run by run would be fairer; sides run back to back here
+        measured: dict[str, dict[str, list]] = {side: {"wall": [], "cpu": [], "peak": [], "text": []} for side in SIDES}
+        for k in range(runs):  # the sides alternate run by run, so a change in machine load hits both alike
+            for side in SIDES if k % 2 == 0 else SIDES[::-1]:
                 if side == "ours":
-                    wall, peak, text = run_ours(path, work / f"run-{path.stem}", args.overrides, env)
+                    result = run_ours(path, work / f"run-{path.stem}", args.overrides, env)
                 else:
-                    wall, peak, text = run_theirs(model_dir, path, env)
-                walls.append(wall)
-                peaks.append(peak)
-                log.info("%-18s %-8s run %d: %.2f s", name, side, k + 1, wall)
-            cell[side] = {"wall": statistics.median(walls), "wer": corpus_wer([reference], [text]), "peak": max(peaks)}
+                    result = run_theirs(model_dir, path, env)
+                for key, value in zip(("wall", "cpu", "peak", "text"), result):
+                    measured[side][key].append(value)
+                log.info("%-18s %-8s run %d: %.2f s wall, %.2f s CPU", name, side, k + 1, result[0], result[1])
+        cell = {
+            side: {
+                "wall": statistics.median(m["wall"]),
+                "cpu": statistics.median(m["cpu"]),
+                "wer": corpus_wer([reference], [m["text"][-1]]),
+                "peak": max(m["peak"]),
+                "same_text": len(set(m["text"])) == 1,
+            }
+            for side, m in measured.items()
+        }
         rows.append((name, duration, cell))
     load_after = os.getloadavg()[0]
 
     print(f"\nASR path, ours vs faster-whisper BatchedInferencePipeline (batch {BATCH_SIZE}, word timestamps, "
-          f"whisper-base int8, 2 threads); medians of {args.runs} whole-process runs (music inputs: "
+          f"whisper-base int8, 2 threads); medians of {args.runs} interleaved whole-process runs (music inputs: "
           f"{args.music_runs}); load average {load_before:.1f} before, {load_after:.1f} after on "
           f"{os.cpu_count()} cores. Absolute times are noisy on a shared machine: compare the ratio.\n")
-    print(f"| input | audio s | ours s | batched s | ours / batched | ours WER | batched WER |")
-    print("|---|---|---|---|---|---|---|")
+    print("| input | audio s | ours s | batched s | ours / batched | ours CPU s | batched CPU s | ours WER | batched WER |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, duration, cell in rows:
         o, b = cell["ours"], cell["batched"]
         print(f"| {name} | {duration:.1f} | {o['wall']:.2f} | {b['wall']:.2f} | {o['wall'] / b['wall']:.2f} | "
-              f"{o['wer']:.1%} | {b['wer']:.1%} |")
+              f"{o['cpu']:.2f} | {b['cpu']:.2f} | {o['wer']:.1%} | {b['wer']:.1%} |")
+    for name, _, cell in rows:
+        for side in SIDES:
+            if not cell[side]["same_text"]:
+                print(f"note: {side} gave different texts in different runs on {name} (WER of the last run)")
     clean = [(d, c) for n, d, c in rows if "clean" in n]
     if len(clean) == 2:
         (d1, c1), (d2, c2) = clean
-        for side in ("ours", "batched"):
-            slope = (c2[side]["wall"] - c1[side]["wall"]) / (d2 - d1)
-            print(f"{side:>8}: fixed cost {c1[side]['wall'] - slope * d1:.2f} s + {slope:.3f} s per audio second")
+        for side in SIDES:
+            fits = []
+            for key in ("wall", "cpu"):
+                slope = (c2[side][key] - c1[side][key]) / (d2 - d1)
+                fits.append(f"{key} {c1[side][key] - slope * d1:.2f} s + {slope:.3f} s per audio second")
+            print(f"{side:>8}: fixed cost + cost per second, {'; '.join(fits)}")
     print(f"peak RSS of one process (GiB): "
           f"ours {max(c['ours']['peak'] for _, _, c in rows):.2f}, batched {max(c['batched']['peak'] for _, _, c in rows):.2f}")
     if not args.keep:

@@ -46,11 +46,12 @@ def check_chain(stage_names: Sequence[str]) -> None:
     Raises:
         ConfigError: naming the two stages, the types, and the stages that would connect them.
     """
-    classes = {name: _adapter_class(name) for name in STAGE_ORDER}
+    classes = {name: _adapter_class(name) for name in stage_names}  # only the stages that run (imports cost)
     for before, after in zip(stage_names, stage_names[1:]):
         wrote, reads = classes[before].output_type, classes[after].input_type
         if wrote is reads:
             continue
+        classes = {name: _adapter_class(name) for name in STAGE_ORDER}  # the fix may need any stage
         between = list(STAGE_ORDER[STAGE_ORDER.index(before) + 1 : STAGE_ORDER.index(after)])
         # the fewest stages from those in between (in order) that connect the two
         bridge = next(

@@ -29,10 +29,17 @@ utterance on its own (:meth:`transcribe`).
 
 Batching (``batch_size``): the windows of a group are decoded ``batch_size`` at a time through CTranslate2's
 batched generation (one encoder pass, one ``generate`` call and one word alignment for the batch, as
-faster-whisper's ``BatchedInferencePipeline``); where Whisper stops before the end of a window, the batch decodes
-on from its last timestamp in a further round, as the sequential decoder does (the batched pipeline drops that
-audio). A window that fails Whisper's checks at the first temperature is decoded alone with the full temperature
-fallback. On the LibriVox clips batched and one-by-one decoding give the same words and word times.
+faster-whisper's ``BatchedInferencePipeline``), a lone window too. With ``timestamp_tokens: false`` (the offline
+preset) each window is one decoding pass without timestamp tokens. With timestamp tokens, where Whisper stops
+before the end of a window, the batch decodes on from its last timestamp in a further round, as the sequential
+decoder does (the batched pipeline drops that audio); on the LibriVox clips this gives the same words and word
+times as faster-whisper's sequential decoder (``batch_size: 1``). A window that fails Whisper's checks at the
+first temperature is decoded alone with the full temperature fallback (``BatchedInferencePipeline`` has none).
+
+Decoding settings of the offline preset, measured against ``BatchedInferencePipeline`` on the LibriVox clips
+(``benchmarks/bench_asr_vs_batched.py``): beam 5 (its default; greedy decoding lost 4-5 points of WER over music
+at 3 dB), no timestamp tokens (Whisper stopped early in about half the packed windows, and each further round
+cost a whole encoder pass), and groups of 64 utterances (16 left part-filled windows at every group boundary).
 
 A cut encoder window (feeding the encoder only the utterance plus a few seconds, whisper.cpp's ``audio_ctx``) was
 tried and rejected: 3x faster too, but it hallucinated on music and noise and fell into repetition loops on real
@@ -102,11 +109,19 @@ class FasterWhisperTranscriber(Transcriber):
             batching).
         batch_size: windows (packed, or single utterances of at most 30 s) decoded together through
             CTranslate2's batched generation; 1 decodes them one by one.
-        timestamp_tokens: let the decoder emit Whisper's segment timestamp tokens (its default). False decodes
-            with ``<|notimestamps|>`` as ``BatchedInferencePipeline`` does: fewer decoder steps; word times still
-            come from the cross-attention alignment.
+        timestamp_tokens: let the batched decoder emit Whisper's segment timestamp tokens. False (the offline
+            preset) decodes each window in one pass with ``<|notimestamps|>``, as ``BatchedInferencePipeline``
+            does; word times still come from the cross-attention alignment. With timestamp tokens Whisper often
+            stops before the end of a packed window and a further round (a whole encoder pass) decodes on from
+            there. The sequential decoder (``batch_size`` 1, a single utterance, the temperature fallback) is
+            faster-whisper's own and always uses timestamp tokens: without them it decodes on from the last
+            word's end, and on the silence after it hallucinates (e.g. "off.").
         seed: random seed set before each decoded window, so temperature-fallback sampling gives the same
             transcript whatever ran before (resumed runs reproduce uninterrupted ones).
+        min_word_probability: a transcript none of whose words reaches this probability is dropped as a
+            hallucination (with beam search Whisper says "You" on 2 s of silence, word probability 0.04, at an
+            average log-probability that passes its own no-speech check). 0 keeps everything; needs word
+            timestamps.
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -134,6 +149,7 @@ class FasterWhisperTranscriber(Transcriber):
         batch_size: int = 1,
         timestamp_tokens: bool = True,
         seed: int = 0,
+        min_word_probability: float = 0.0,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"asr.beam_size must be >= 1, got {beam_size}")
@@ -167,6 +183,9 @@ class FasterWhisperTranscriber(Transcriber):
         self.batch_size = int(batch_size)
         self.timestamp_tokens = bool(timestamp_tokens)
         self.seed = int(seed)
+        if not 0.0 <= min_word_probability < 1.0:
+            raise ValueError(f"asr.min_word_probability must be in [0, 1), got {min_word_probability}")
+        self.min_word_probability = float(min_word_probability)
         self._model: Any = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -272,8 +291,9 @@ class FasterWhisperTranscriber(Transcriber):
                 at += len(clips[i]) + len(gap)
             audios.append(np.concatenate(pieces[:-1]))
             all_spans.append(spans)
-        decoded = self._decode_batch(audios) if len(audios) > 1 else [None]
-        if len(audios) > 1:
+        # batch_size 1: faster-whisper's own sequential decoder, the reference the batched decoding is tested against.
+        decoded = self._decode_batch(audios) if self.batch_size > 1 else [None] * len(audios)
+        if self.batch_size > 1:
             log.debug("asr: %d of %d windows of a batch decoded alone", sum(r is None for r in decoded), len(audios))
         for indices, spans, audio, result in zip(windows, all_spans, audios, decoded):
             if result is None:
@@ -309,6 +329,9 @@ class FasterWhisperTranscriber(Transcriber):
                 end = min(max(float(w.end) - offset, start), duration)
                 out.append(Word(word=token, start=round(start, 3), end=round(end, 3), score=round(float(w.probability), 4)))
                 last_end = end
+            if out and max(float(w.probability) for w in words) < self.min_word_probability:
+                log.debug("asr: dropped %r (every word below probability %g)", text, self.min_word_probability)
+                return Transcript(text="", language=language, words=[], language_probability=probability)
         return Transcript(text=text, language=language, words=out, language_probability=probability)
 
     def _prepare(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:
@@ -496,7 +519,7 @@ class FasterWhisperTranscriber(Transcriber):
             prefix=None,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-            without_timestamps=not self.timestamp_tokens,
+            without_timestamps=False,  # Whisper's own long-form decoding (see timestamp_tokens)
             max_initial_timestamp=1.0,
             word_timestamps=word_timestamps,
             prepend_punctuations="\"'“¿([{-",
