@@ -12,8 +12,9 @@ twice.
 
 Ray reuses its worker processes from task to task, and each worker keeps what it built: the parsed config and
 checked plan, and the last ``runner.keep_backends`` model stages it set up (:class:`WorkerStages`), so that a
-worker running several ranks of ``asr`` loads Whisper once. A kept stage is freed when the worker sets up another
-model stage beyond that count, when a task of it fails, or when the worker exits at the end of the run.
+worker running several ranks of ``asr`` loads Whisper once. A kept stage is freed by the worker's first task after
+that stage's tasks have all finished, when the worker sets up another model stage beyond that count, when a task
+of it fails, or when the worker exits at the end of the run.
 
 ``runner.address`` connects to a running cluster (``ray start --head`` / ``ray://...``); without it a lean local
 Ray starts with ``runner.num_cpus`` CPUs (null: all): no dashboard, an object store of ``runner.object_store_mb``
@@ -118,6 +119,13 @@ class WorkerStages(StageHost):
             self.kept[key] = stage
         return stage
 
+    def free_finished(self, ray: Any, stage_refs: dict[str, list[Any]]) -> None:
+        """Free every kept stage whose tasks (``stage_refs[name]``, all ranks) have all finished."""
+        for key in list(self.kept):
+            refs = stage_refs.get(key[0])
+            if refs and len(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) == len(refs):
+                self.kept.pop(key).teardown()
+
     def close(self, stage: Stage, *, failed: bool) -> None:
         key = next((k for k, s in self.kept.items() if s is stage), None)
         if key is not None and not failed:
@@ -150,17 +158,31 @@ def _worker_runner(cfg_yaml: str) -> tuple[PipelineRunner, WorkerStages]:
 
 
 def _rank_task(
-    cfg_yaml: str, rank: int, world_size: int, stage: str, num_gpus: float, previous: dict[str, Any] | None
+    cfg_yaml: str,
+    rank: int,
+    world_size: int,
+    stage: str,
+    num_gpus: float,
+    previous: dict[str, Any] | None,
+    upstream_tasks: dict[str, list[Any]],
 ) -> dict[str, Any]:
-    """One stage of one rank, inside a Ray worker; ``previous`` is the same rank's previous stage's result.
+    """One stage of one rank, inside a Ray worker.
+
+    Args:
+        previous: the same rank's previous stage's result (Ray passes it once that task is done).
+        upstream_tasks: the ObjectRefs of every rank's task of each earlier model stage (not waited for): a kept
+            stage whose tasks have all finished is freed before this task runs.
 
     Returns the :class:`RankResult` fields plus this task's timing (stage, rank, pid, start, end, built).
     """
+    import ray
+
     start = time.time()
     if previous is not None and previous["stopped"]:  # the rank stopped upstream: nothing to do here
         return {**previous, "stage": stage, "pid": os.getpid(), "start": start, "end": time.time(), "built": 0,
                 "skipped": True}
     runner, host = _worker_runner(cfg_yaml)
+    host.free_finished(ray, upstream_tasks)
     host.built = 0
     result = runner.run_rank(rank, world_size, [stage], progress=False, num_gpus=num_gpus)
     return {**dataclasses.asdict(result), "stage": stage, "pid": os.getpid(), "start": start, "end": time.time(),
@@ -239,11 +261,17 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
             tasks[name] = remote.options(**options, max_retries=max_retries, retry_exceptions=False, name=f"mikupal-{name}")
             gpus[name] = options["num_gpus"]
         # Rank r's stage s takes rank r's stage s-1 result as its argument: Ray runs it once that one is done.
+        # It also gets (unresolved) the tasks of earlier model stages, to free a kept one that is finished.
         refs: dict[tuple[str, int], Any] = {}
-        for rank in range(world_size):
-            previous = None
-            for name in runner.stage_names:
-                previous = refs[name, rank] = tasks[name].remote(cfg_ref, rank, world_size, name, gpus[name], previous)
+        upstream: dict[str, list[Any]] = {}
+        for index, name in enumerate(runner.stage_names):
+            for rank in range(world_size):
+                previous = refs[runner.stage_names[index - 1], rank] if index else None
+                refs[name, rank] = tasks[name].remote(
+                    cfg_ref, rank, world_size, name, gpus[name], previous, dict(upstream)
+                )
+            if STAGE_SPECS[name].uses_model:
+                upstream[name] = [refs[name, rank] for rank in range(world_size)]
         results = _wait(ray, refs, runner)
         stopped = [r["stopped"] for r in results if r["stopped"] and not r["skipped"]]
         summary = runner.finish(stopped=stopped)
