@@ -16,12 +16,15 @@ worker running several ranks of ``asr`` loads Whisper once. A kept stage is free
 that stage's tasks have all finished, when the worker sets up another model stage beyond that count, when a task
 of it fails, or when the worker exits at the end of the run.
 
+The driver plans in a helper thread while Ray starts (Ray's start-up is mostly its own processes booting), and
+warm-up tasks import the stage modules in the idle workers while the plan finishes.
+
 ``runner.address`` connects to a running cluster (``ray start --head`` / ``ray://...``); without it a lean local
 Ray starts with ``runner.num_cpus`` CPUs (null: all): no dashboard, an object store of ``runner.object_store_mb``
 (tasks pass only small results; the data stays on the run directory). Every node needs MIKU-PAL installed and
 ``run_dir`` on a filesystem all nodes share.
 
-``summary.json`` gets an ``executor`` entry: Ray's start-up time, the time from the plan to the merged output,
+``summary.json`` gets an ``executor`` entry: Ray's start-up time, the plan's, the time from both to the merged output,
 and per task its stage, rank, worker pid, start and end (``time.time()`` of the node that ran it) and whether it
 built its stage or reused one the worker kept.
 """
@@ -30,11 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import logging
 import os
 import socket
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -243,12 +248,10 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"runner.max_retries={max_retries}: must be >= 0")
     if int(rc.get("keep_backends", 1)) < 0:
         raise ConfigError(f"runner.keep_backends={rc.get('keep_backends')}: must be >= 0 (0: free after each task)")
-    t0 = time.perf_counter()
-    started = _connect(ray, rc)
-    timing: dict[str, Any] = {"executor": "ray", "connect_s": round(time.perf_counter() - t0, 3)}
+    timing: dict[str, Any] = {"executor": "ray"}
+    t1 = time.perf_counter()
+    started = _connect_while_planning(ray, rc, runner, timing)
     try:
-        t1 = time.perf_counter()
-        runner.plan()
         cfg_yaml = OmegaConf.to_yaml(runner.cfg, resolve=True)
         world_size = runner.world_size
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -275,7 +278,7 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
         results = _wait(ray, refs, runner)
         stopped = [r["stopped"] for r in results if r["stopped"] and not r["skipped"]]
         summary = runner.finish(stopped=stopped)
-        timing["run_s"] = round(time.perf_counter() - t1, 3)  # plan, all tasks and finish
+        timing["run_s"] = round(time.perf_counter() - t1, 3)  # Ray start-up and plan (overlapping), tasks, finish
         timing["tasks"] = sorted(
             ({k: r[k] for k in ("stage", "rank", "pid", "start", "end", "built", "skipped")} for r in results),
             key=lambda t: t["start"],
@@ -286,6 +289,47 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _connect_while_planning(ray: Any, rc: DictConfig, runner: PipelineRunner, timing: dict[str, Any]) -> bool:
+    """Start (or connect to) Ray in this thread while a helper thread plans the run; returns whether Ray was started.
+
+    Ray's start-up is seconds of its own processes starting, and the plan is this process's work: they overlap.
+    Once Ray is up, warm-up tasks import the stage modules in the idle workers while the plan finishes.
+    """
+
+    def plan() -> float:
+        t = time.perf_counter()
+        runner.plan()
+        return time.perf_counter() - t
+
+    with ThreadPoolExecutor(1, thread_name_prefix="mikupal-plan") as pool:
+        planning = pool.submit(plan)
+        t0 = time.perf_counter()
+        try:
+            started = _connect(ray, rc)
+        except BaseException:
+            planning.exception()  # let the plan finish; the connection error is the one to report
+            raise
+        timing["connect_s"] = round(time.perf_counter() - t0, 3)
+        try:
+            if not planning.done():
+                warm = ray.remote(_import_stages).options(num_cpus=1, name="mikupal-warm-up")
+                slots = int(ray.cluster_resources().get("CPU", 1))
+                for _ in range(max(1, min(slots, runner.world_size))):
+                    warm.remote(list(runner.stage_names))
+            timing["plan_s"] = round(planning.result(), 3)
+        except BaseException:
+            if started:
+                ray.shutdown()
+            raise
+    return started
+
+
+def _import_stages(names: list[str]) -> None:
+    """Warm-up task: import the stage adapters' modules in a worker (the rank tasks find them imported)."""
+    for name in names:
+        importlib.import_module(STAGE_SPECS[name].adapter.split(":")[0])
 
 
 def _wait(ray: Any, refs: dict[tuple[str, int], Any], runner: PipelineRunner) -> list[dict[str, Any]]:
