@@ -12,7 +12,7 @@ parts, which the executors call (DESIGN §2):
   ``errors.jsonl`` and ``summary.json`` (counts, drops, time and throughput per stage).
 
 Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls the three in one process;
-``runner=ray`` runs each stage as a wave of Ray tasks (:mod:`mikupal.executors.ray`); SLURM jobs come from Hydra's
+``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM jobs come from Hydra's
 submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)' runner.world_size=N``), where
 :class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last rank to finish runs ``finish``.
 
@@ -339,7 +339,7 @@ class PipelineRunner:
 
         Args:
             rank, world_size: the rank (default: ``runner.rank`` / ``runner.world_size``).
-            stages: a contiguous run of the configured stages (the Ray executor passes one stage per wave).
+            stages: a contiguous run of the configured stages (the Ray executor passes one stage per task).
             progress: show a per-stage progress bar (executors that draw their own pass False).
             num_gpus: GPUs held by this rank while it runs a model stage, for the GPU-hour accounting (default:
                 1 for a model stage when a CUDA device is in use, else 0).
