@@ -12,9 +12,10 @@ parts, which the executors call (DESIGN §2):
   ``errors.jsonl`` and ``summary.json`` (counts, drops, time and throughput per stage).
 
 Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls the three in one process;
-``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM jobs come from Hydra's
-submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)' runner.world_size=N``), where
-:class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last rank to finish runs ``finish``.
+``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM
+jobs come from Hydra's submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)'
+runner.world_size=N``), where :class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last
+rank to finish runs ``finish``.
 
 Guarantees:
 

@@ -34,12 +34,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import json
 import logging
 import os
 import socket
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -261,7 +263,9 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
         for name in runner.stage_names:
             options = stage_resources(name, rc, cluster_gpus)
             log.info("stage %s: %d rank task(s), each %s", name, world_size, options)
-            tasks[name] = remote.options(**options, max_retries=max_retries, retry_exceptions=False, name=f"mikupal-{name}")
+            tasks[name] = remote.options(
+                **options, max_retries=max_retries, retry_exceptions=False, name=f"mikupal-{name}"
+            )
             gpus[name] = options["num_gpus"]
         # Rank r's stage s takes rank r's stage s-1 result as its argument: Ray runs it once that one is done.
         # It also gets (unresolved) the tasks of earlier model stages, to free a kept one that is finished.
@@ -343,6 +347,7 @@ def _wait(ray: Any, refs: dict[tuple[str, int], Any], runner: PipelineRunner) ->
     keys: dict[str, set[str]] = {name: set() for name in names}
     known: set[tuple[str, int]] = set()
     pending = dict(refs)
+    progress = {name: _Finished(runner.layout.stage_dir(name)) for name in names}
     bars = {name: tqdm(total=0, desc=name, unit="item", dynamic_ncols=True, position=i) for i, name in enumerate(names)}
     poll = float(runner.cfg.runner.get("progress_interval", 1.0))
     try:
@@ -354,8 +359,7 @@ def _wait(ray: Any, refs: dict[tuple[str, int], Any], runner: PipelineRunner) ->
                 known.add((name, rank))
                 keys[name] |= {Stage.item_key(i) for i in runner._inputs(index, videos, rank, world_size)}
             for name, bar in bars.items():
-                store = runner.layout.store(name, 0, 1)
-                finished = set(store.done_entries()) | {e["item_id"] for e in store.errors()} if store.dir.is_dir() else set()
+                finished = progress[name].finished()
                 if bar.total != len(keys[name]):
                     bar.total = len(keys[name])
                     bar.refresh()
@@ -370,6 +374,32 @@ def _wait(ray: Any, refs: dict[tuple[str, int], Any], runner: PipelineRunner) ->
         for bar in bars.values():
             bar.close()
     return [ray.get(refs[key]) for key in refs]
+
+
+class _Finished:
+    """Keys of a stage's finished items (done or failed, any rank), read from its logs incrementally: new lines only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.offsets: dict[Path, int] = {}
+        self.keys: set[str] = set()
+
+    def finished(self) -> set[str]:
+        for pattern, field in (("part-*.done.jsonl", "key"), ("part-*.errors.jsonl", "item_id")):
+            for path in self.folder.glob(pattern):
+                offset = self.offsets.get(path, 0)
+                try:
+                    if path.stat().st_size < offset:  # rewritten (a rank's error log restarts with each run)
+                        offset = 0
+                    with open(path, "rb") as f:
+                        f.seek(offset)
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                end = data.rfind(b"\n") + 1  # whole lines only; the rest is still being written
+                self.keys.update(json.loads(line)[field] for line in data[:end].splitlines() if line.strip())
+                self.offsets[path] = offset + end
+        return self.keys
 
 
 def _check(ray: Any, ref: Any, name: str) -> None:

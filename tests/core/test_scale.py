@@ -147,7 +147,7 @@ def test_ray_worker_sets_up_a_model_stage_once_for_its_ranks_and_frees_it_after_
     assert sum(t["built"] for t in separate) == len(made)  # the executor's own count agrees with the backend's
     assert len({t["pid"] for t in separate if not t["built"]}) >= 1
     last_separate = max(t["end"] for t in separate)
-    freed = {int(p.name.split("-")[0]): int(p.name.split("-")[1].split(".")[0]) / 1e9 for p in setups.glob("*.teardown")}
+    freed = {int(p.stem.split("-")[0]): int(p.stem.split("-")[1]) / 1e9 for p in setups.glob("*.teardown")}
     later = {t["pid"] for t in tasks if t["start"] > last_separate}
     assert set(made) & later, "no worker that set separate up ran a task after the stage"
     for pid in set(made) & later:  # a worker's next task after the stage frees it
