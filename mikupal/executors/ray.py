@@ -47,6 +47,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from mikupal.manifest import iter_jsonl
 from mikupal.rundir import STAGE_SPECS, atomic_write_json
 from mikupal.runner import ConfigError, PipelineRunner, StageHost
 from mikupal.stage import Stage, StageContext
@@ -377,29 +378,36 @@ def _wait(ray: Any, refs: dict[tuple[str, int], Any], runner: PipelineRunner) ->
 
 
 class _Finished:
-    """Keys of a stage's finished items (done or failed, any rank), read from its logs incrementally: new lines only."""
+    """Keys of a stage's finished items (done or failed, any rank), for the progress bar.
+
+    Done logs are append-only: only their new whole lines are read at each call. Error logs restart with each run
+    of a stage and are small: they are read whole.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.offsets: dict[Path, int] = {}
-        self.keys: set[str] = set()
+        self.offsets: dict[Path, int] = {}  # done log -> bytes read
+        self.done: set[str] = set()
 
     def finished(self) -> set[str]:
-        for pattern, field in (("part-*.done.jsonl", "key"), ("part-*.errors.jsonl", "item_id")):
-            for path in self.folder.glob(pattern):
-                offset = self.offsets.get(path, 0)
-                try:
-                    if path.stat().st_size < offset:  # rewritten (a rank's error log restarts with each run)
-                        offset = 0
-                    with open(path, "rb") as f:
-                        f.seek(offset)
-                        data = f.read()
-                except FileNotFoundError:
-                    continue
-                end = data.rfind(b"\n") + 1  # whole lines only; the rest is still being written
-                self.keys.update(json.loads(line)[field] for line in data[:end].splitlines() if line.strip())
-                self.offsets[path] = offset + end
-        return self.keys
+        for path in self.folder.glob("part-*.done.jsonl"):
+            offset = self.offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1  # whole lines only; the rest is still being written
+            self.done.update(json.loads(line)["key"] for line in data[:end].splitlines() if line.strip())
+            self.offsets[path] = offset + end
+        failed = set()
+        for path in self.folder.glob("part-*.errors.jsonl"):
+            try:
+                failed.update(e["item_id"] for e in iter_jsonl(path))
+            except FileNotFoundError:
+                continue
+        return self.done | failed
 
 
 def _check(ray: Any, ref: Any, name: str) -> None:

@@ -179,6 +179,24 @@ def test_ray_starts_a_ranks_next_stage_while_another_rank_is_still_in_an_earlier
     _no_duplicates(run)
 
 
+def test_ray_progress_reads_only_whole_new_lines_of_the_logs(tmp_path):
+    from mikupal.executors.ray import _Finished
+
+    stage = tmp_path / "asr"
+    stage.mkdir()
+    done, errors = stage / "part-00000-of-00002.done.jsonl", stage / "part-00001-of-00002.errors.jsonl"
+    done.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c"')  # "c" is still being written
+    finished = _Finished(stage)
+    assert finished.finished() == {"a", "b"}
+    with done.open("a") as f:
+        f.write('}\n{"key": "d"}\n')
+    errors.write_text('{"item_id": "e", "stage": "asr"}\n')
+    assert finished.finished() == {"a", "b", "c", "d", "e"}
+    errors.unlink()  # a rank's error log restarts with each run of the stage, possibly longer than before
+    errors.write_text('{"item_id": "f", "stage": "asr", "error_type": "RuntimeError", "message": "x"}\n')
+    assert finished.finished() == {"a", "b", "c", "d", "f"}  # "e" failed in the earlier run, and is being retried
+
+
 def test_ray_bad_address_exits_2_with_the_fix(videos, tmp_path):
     result = _cli(*_overrides(videos, tmp_path / "run"), "runner=ray", "runner.address=127.0.0.1:9",
                   "runner.connect_timeout=2", cwd=tmp_path)
