@@ -14,7 +14,9 @@ Ray reuses its worker processes from task to task, and each worker keeps what it
 checked plan, and the last ``runner.keep_backends`` model stages it set up (:class:`WorkerStages`), so that a
 worker running several ranks of ``asr`` loads Whisper once. A kept stage is freed by the worker's first task after
 that stage's tasks have all finished, when the worker sets up another model stage beyond that count, when a task
-of it fails, or when the worker exits at the end of the run.
+of it fails, or when the worker exits at the end of the run. Tasks that hold a GPU are the exception: they keep
+Ray's default for GPU functions (``max_calls=1``, a fresh worker per task, which frees GPU memory and sees the GPU
+Ray assigned), so a GPU stage loads its model once per rank task.
 
 The driver plans in a helper thread while Ray starts (Ray's start-up is mostly its own processes booting), and
 warm-up tasks import the stage modules in the idle workers while the plan finishes.
@@ -259,12 +261,15 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
         world_size = runner.world_size
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(_rank_task)
+        # GPU tasks keep Ray's default for GPU functions: a fresh worker per task, which releases the GPU memory and
+        # uses the GPU Ray assigned (a reused process keeps the CUDA devices it first saw), so nothing is kept there.
+        remote_gpu = ray.remote(max_calls=1)(_rank_task)
         cfg_ref = ray.put(cfg_yaml)
         tasks, gpus = {}, {}
         for name in runner.stage_names:
             options = stage_resources(name, rc, cluster_gpus)
             log.info("stage %s: %d rank task(s), each %s", name, world_size, options)
-            tasks[name] = remote.options(
+            tasks[name] = (remote_gpu if options["num_gpus"] > 0 else remote).options(
                 **options, max_retries=max_retries, retry_exceptions=False, name=f"mikupal-{name}"
             )
             gpus[name] = options["num_gpus"]
