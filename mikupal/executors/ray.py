@@ -160,7 +160,7 @@ def _worker_runner(cfg_yaml: str) -> tuple[PipelineRunner, WorkerStages]:
         _WORKER.clear()
         runner = PipelineRunner(OmegaConf.create(cfg_yaml))
         runner.read_plan()
-        host = WorkerStages(int(runner.cfg.runner.get("keep_backends", 1)))
+        host = WorkerStages(int(runner.cfg.runner.get("keep_backends", 2)))
         host.config_key = key
         runner.host = host
         _WORKER[key] = (runner, host)
@@ -251,7 +251,7 @@ def run_ray(cfg: DictConfig) -> dict[str, Any]:
     max_retries = int(rc.get("max_retries", 3))
     if max_retries < 0:
         raise ConfigError(f"runner.max_retries={max_retries}: must be >= 0")
-    if int(rc.get("keep_backends", 1)) < 0:
+    if int(rc.get("keep_backends", 2)) < 0:
         raise ConfigError(f"runner.keep_backends={rc.get('keep_backends')}: must be >= 0 (0: free after each task)")
     timing: dict[str, Any] = {"executor": "ray"}
     t1 = time.perf_counter()
