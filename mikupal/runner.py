@@ -69,8 +69,8 @@ log = logging.getLogger(__name__)
 #: Stage name -> adapter class (``module:Class``), in pipeline order (derived from :data:`mikupal.rundir.STAGES`).
 STAGE_CLASSES: dict[str, str] = {s.name: s.adapter for s in STAGES}
 
-__all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageHost", "StageStore", "DoneEntry", "resolve_inputs",
-           "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
+__all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageHost", "StageStore", "DoneEntry",
+           "resolve_inputs", "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
 
 
 class ConfigError(ValueError):
