@@ -12,9 +12,10 @@ parts, which the executors call (DESIGN §2):
   ``errors.jsonl`` and ``summary.json`` (counts, drops, time and throughput per stage).
 
 Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls the three in one process;
-``runner=ray`` runs each stage as a wave of Ray tasks (:mod:`mikupal.executors.ray`); SLURM jobs come from Hydra's
-submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)' runner.world_size=N``), where
-:class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last rank to finish runs ``finish``.
+``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM
+jobs come from Hydra's submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)'
+runner.world_size=N``), where :class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last
+rank to finish runs ``finish``.
 
 Guarantees:
 
@@ -68,8 +69,8 @@ log = logging.getLogger(__name__)
 #: Stage name -> adapter class (``module:Class``), in pipeline order (derived from :data:`mikupal.rundir.STAGES`).
 STAGE_CLASSES: dict[str, str] = {s.name: s.adapter for s in STAGES}
 
-__all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageStore", "DoneEntry", "resolve_inputs",
-           "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
+__all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageHost", "StageStore", "DoneEntry",
+           "resolve_inputs", "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
 
 
 class ConfigError(ValueError):
@@ -160,6 +161,23 @@ def _duration(record: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+class StageHost:
+    """Sets up and frees the stages a process runs: set up for each run of a stage, torn down right after.
+
+    The Ray executor's workers use a subclass that keeps a model stage's backend between the rank tasks of one
+    stage (:class:`mikupal.executors.ray.WorkerStages`).
+    """
+
+    def open(self, stage: Stage, ctx: StageContext) -> Stage:
+        """The stage, set up (models loaded), to process ``ctx``'s rank."""
+        stage.setup(ctx)
+        return stage
+
+    def close(self, stage: Stage, *, failed: bool) -> None:
+        """The stage's run ended (``failed``: by an exception, e.g. :class:`StopStage`)."""
+        stage.teardown()
+
+
 @dataclass
 class RankResult:
     """What :meth:`PipelineRunner.run_rank` did: ``stopped`` is ``"<stage>: <reason> (...)"`` if a stage stopped."""
@@ -180,6 +198,7 @@ class PipelineRunner:
             raise ConfigError("run_dir=DIR is required (where outputs go; rerunning the same command resumes)")
         self.run_dir = Path(cfg.run_dir).expanduser().resolve()
         self.layout = RunDir(self.run_dir)
+        self.host = StageHost()  # who sets up and frees stages (the Ray workers keep model stages between ranks)
         self.rank, self.world_size = check_rank(cfg.runner.rank, cfg.runner.world_size)
         self.fail_fast = bool(cfg.fail_fast)
         self.stage_names = check_stage_names(cfg.get("stages"))
@@ -321,7 +340,7 @@ class PipelineRunner:
 
         Args:
             rank, world_size: the rank (default: ``runner.rank`` / ``runner.world_size``).
-            stages: a contiguous run of the configured stages (the Ray executor passes one stage per wave).
+            stages: a contiguous run of the configured stages (the Ray executor passes one stage per task).
             progress: show a per-stage progress bar (executors that draw their own pass False).
             num_gpus: GPUs held by this rank while it runs a model stage, for the GPU-hour accounting (default:
                 1 for a model stage when a CUDA device is in use, else 0).
@@ -369,7 +388,8 @@ class PipelineRunner:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         audio = 0.0
         ctx = StageContext(run_dir=self.run_dir, rank=store.rank, world_size=store.world_size, cfg=self.cfg)
-        stage.setup(ctx)
+        stage = self.host.open(stage, ctx)
+        failed = True
         try:
             with ManifestWriter(store.outputs_path) as out, ManifestWriter(store.done_path) as done_log, ManifestWriter(
                 store.errors_path
@@ -400,8 +420,9 @@ class PipelineRunner:
                             ).__dict__
                         )
                     bar.update(1)
+            failed = False
         finally:
-            stage.teardown()
+            self.host.close(stage, failed=failed)
             wall = time.perf_counter() - wall0
             gpus = _gpus_held(stage.name, self.cfg) if num_gpus is None else num_gpus
             store.add_stats(wall_s=wall, cpu_s=time.process_time() - cpu0, gpu_s=wall * gpus, audio_s=audio, runs=1)

@@ -1,4 +1,5 @@
-"""Test-only backends: a real energy VAD that takes a configurable time per item (to kill a run mid-stage)."""
+"""Test-only backends: a real energy VAD that takes a configurable time per item (to kill a run mid-stage), a
+passthrough separator that counts its setups, and an extractor that waits for another rank's progress."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from mikupal.extract.pyav import PyAvExtractor
+from mikupal.separate.passthrough import PassthroughSeparator
 from mikupal.vad.energy import EnergyVad
 
 
@@ -50,3 +53,39 @@ class StoppingEnergyVad(EnergyVad):
             raise StopStage(f"test stop after {self.stop_after} item(s)")
         self.seen += 1
         return super().detect(audio, sampling_rate)
+
+
+class CountingPassthrough(PassthroughSeparator):
+    """The passthrough separator, writing ``<pid>-<ns>.setup`` into ``setup_dir`` at each setup and
+    ``<pid>-<ns>.teardown`` at each teardown (so a test can count model loads per worker process)."""
+
+    def __init__(self, setup_dir: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.setup_dir = Path(setup_dir)
+
+    def setup(self) -> None:
+        self.setup_dir.mkdir(parents=True, exist_ok=True)
+        (self.setup_dir / f"{os.getpid()}-{time.time_ns()}.setup").write_text("")
+
+    def teardown(self) -> None:
+        (self.setup_dir / f"{os.getpid()}-{time.time_ns()}.teardown").write_text("")
+
+
+class GatedExtractor(PyAvExtractor):
+    """:class:`PyAvExtractor` that, for the file named ``gate_file``, waits until ``done_glob`` matches a non-empty
+    file (e.g. another rank's done log of a later stage), at most ``timeout`` s (then the item fails)."""
+
+    def __init__(self, gate_file: str, done_glob: str, timeout: float = 120.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gate_file, self.done_glob, self.timeout = gate_file, done_glob, timeout
+
+    def extract(self, path, sampling_rate):
+        if Path(path).name == self.gate_file:
+            import glob
+
+            deadline = time.time() + self.timeout
+            while not any(Path(p).stat().st_size for p in glob.glob(self.done_glob)):
+                if time.time() > deadline:
+                    raise RuntimeError(f"gate: nothing matched {self.done_glob} within {self.timeout} s")
+                time.sleep(0.05)
+        return super().extract(path, sampling_rate)

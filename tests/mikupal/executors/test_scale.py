@@ -128,6 +128,75 @@ def test_ray_survives_a_killed_worker_with_identical_output(videos, reference, t
     assert "MIKU-PAL run summary" in out
 
 
+def test_ray_worker_sets_up_a_model_stage_once_for_its_ranks_and_frees_it_after_the_stage(
+    videos, reference, tmp_path, monkeypatch
+):
+    """Six ranks on two task slots: a worker that runs several ranks of separate (a model stage) sets it up once;
+    its first task after every rank's separate has finished frees it."""
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])  # the Ray workers import the test backends
+    run, setups = tmp_path / "ray", tmp_path / "setups"
+    counting = ["separate._target_=slow_backends.CountingPassthrough", f"+separate.setup_dir={setups}"]
+    summary = run_pipeline(compose_pipeline(*_overrides(videos, run, *RAY, "runner.world_size=6", *counting)))
+    assert (run / "utterances.jsonl").read_bytes() == (reference / "utterances.jsonl").read_bytes()
+    made = [int(p.name.split("-")[0]) for p in setups.glob("*.setup")]
+    ranks_with_work = [p for p in (run / "separate").glob("part-*-of-00006.done.jsonl") if _lines(p)]
+    assert len(made) == len(set(made)), f"a worker set separate up more than once: {sorted(made)}"
+    assert len(made) < len(ranks_with_work)  # fewer setups than ranks: the workers reused what they built
+    tasks = summary["executor"]["tasks"]
+    separate = [t for t in tasks if t["stage"] == "separate"]
+    assert sum(t["built"] for t in separate) == len(made)  # the executor's own count agrees with the backend's
+    assert len({t["pid"] for t in separate if not t["built"]}) >= 1
+    last_separate = max(t["end"] for t in separate)
+    freed = {int(p.stem.split("-")[0]): int(p.stem.split("-")[1]) / 1e9 for p in setups.glob("*.teardown")}
+    later = {t["pid"] for t in tasks if t["start"] > last_separate}
+    assert set(made) & later, "no worker that set separate up ran a task after the stage"
+    for pid in set(made) & later:  # a worker's next task after the stage frees it
+        assert pid in freed and freed[pid] > last_separate
+    assert set(freed) <= set(made)
+
+
+def test_ray_starts_a_ranks_next_stage_while_another_rank_is_still_in_an_earlier_one(
+    videos, reference, tmp_path, monkeypatch
+):
+    """No barrier between stages: rank A's extract of one video waits until rank B has finished items of filter
+    (the last stage). With a wave per stage that could never happen (the gate would time out and the item fail)."""
+    from mikupal.ids import shard_of, video_id
+
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])  # the Ray workers import the test backends
+    run = tmp_path / "ray"
+    shards = {p.name: shard_of(video_id(p), 2) for p in sorted(videos.glob("*.mp4"))}
+    assert set(shards.values()) == {0, 1}
+    gated = next(name for name, rank in shards.items() if rank == 0)
+    other = f"{run}/filter/part-00001-of-00002.done.jsonl"
+    gate = ["extract._target_=slow_backends.GatedExtractor", f"+extract.gate_file={gated}",
+            f"+extract.done_glob={other}", "+extract.timeout=120"]
+    summary = run_pipeline(compose_pipeline(*_overrides(videos, run, *RAY, "runner.world_size=2", *gate)))
+    assert summary["complete"] and summary["errors"] == 0
+    assert (run / "utterances.jsonl").read_bytes() == (reference / "utterances.jsonl").read_bytes()
+    tasks = {(t["stage"], t["rank"]): t for t in summary["executor"]["tasks"]}
+    assert tasks["filter", 1]["end"] < tasks["extract", 0]["end"]  # rank 1 was through while rank 0 still extracted
+    assert tasks["vad", 1]["start"] < tasks["extract", 0]["end"]
+    _no_duplicates(run)
+
+
+def test_ray_progress_reads_only_whole_new_lines_of_the_logs(tmp_path):
+    from mikupal.executors.ray import _Finished
+
+    stage = tmp_path / "asr"
+    stage.mkdir()
+    done, errors = stage / "part-00000-of-00002.done.jsonl", stage / "part-00001-of-00002.errors.jsonl"
+    done.write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c"')  # "c" is still being written
+    finished = _Finished(stage)
+    assert finished.finished() == {"a", "b"}
+    with done.open("a") as f:
+        f.write('}\n{"key": "d"}\n')
+    errors.write_text('{"item_id": "e", "stage": "asr"}\n')
+    assert finished.finished() == {"a", "b", "c", "d", "e"}
+    errors.unlink()  # a rank's error log restarts with each run of the stage, possibly longer than before
+    errors.write_text('{"item_id": "f", "stage": "asr", "error_type": "RuntimeError", "message": "x"}\n')
+    assert finished.finished() == {"a", "b", "c", "d", "f"}  # "e" failed in the earlier run, and is being retried
+
+
 def test_ray_bad_address_exits_2_with_the_fix(videos, tmp_path):
     result = _cli(*_overrides(videos, tmp_path / "run"), "runner=ray", "runner.address=127.0.0.1:9",
                   "runner.connect_timeout=2", cwd=tmp_path)
