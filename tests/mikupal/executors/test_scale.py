@@ -135,7 +135,7 @@ def test_ray_worker_sets_up_a_model_stage_once_for_its_ranks_and_frees_it_after_
     its first task after every rank's separate has finished frees it."""
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])  # the Ray workers import the test backends
     run, setups = tmp_path / "ray", tmp_path / "setups"
-    counting = ["separate._target_=slow_backends.CountingPassthrough", f"+separate.setup_dir={setups}"]
+    counting = ["separate._target_=mikupal.testing.slow_backends.CountingPassthrough", f"+separate.setup_dir={setups}"]
     summary = run_pipeline(compose_pipeline(*_overrides(videos, run, *RAY, "runner.world_size=6", *counting)))
     assert (run / "utterances.jsonl").read_bytes() == (reference / "utterances.jsonl").read_bytes()
     made = [int(p.name.split("-")[0]) for p in setups.glob("*.setup")]
@@ -168,7 +168,7 @@ def test_ray_starts_a_ranks_next_stage_while_another_rank_is_still_in_an_earlier
     assert set(shards.values()) == {0, 1}
     gated = next(name for name, rank in shards.items() if rank == 0)
     other = f"{run}/filter/part-00001-of-00002.done.jsonl"
-    gate = ["extract._target_=slow_backends.GatedExtractor", f"+extract.gate_file={gated}",
+    gate = ["extract._target_=mikupal.testing.slow_backends.GatedExtractor", f"+extract.gate_file={gated}",
             f"+extract.done_glob={other}", "+extract.timeout=120"]
     summary = run_pipeline(compose_pipeline(*_overrides(videos, run, *RAY, "runner.world_size=2", *gate)))
     assert summary["complete"] and summary["errors"] == 0
