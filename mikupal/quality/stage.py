@@ -19,8 +19,6 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from mikupal.media import read_audio
 from mikupal.models.melspec import level_dbfs
@@ -30,9 +28,6 @@ from mikupal.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
 
-#: Keys of ``conf/quality/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"min_seconds", "silence_dbfs"})
-
 
 class QualityStage(Stage):
     """Speech-quality scores per utterance (see the module docstring)."""
@@ -41,15 +36,15 @@ class QualityStage(Stage):
     input_type = Utterance
     output_type = Utterance
     config_keys = ("quality",)
+    backend_group = "quality"
+    backend: QualityScorer
 
     def setup(self, ctx: StageContext) -> None:
         qc = self.cfg.quality
         self.min_seconds = float(qc.get("min_seconds", 1.0))
         self.silence_dbfs = float(qc.get("silence_dbfs", -60.0))
         self.rate = int(self.cfg.media.sampling_rate)
-        resolved = OmegaConf.to_container(qc, resolve=True)
-        self.backend: QualityScorer = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
-        self.backend.setup()
+        super().setup(ctx)
 
     def unscorable(self, audio: np.ndarray) -> str | None:
         """Why ``audio`` cannot be scored (``too_short``, ``silent``), or ``None``."""

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mikupal.media import read_audio
@@ -46,8 +45,6 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: Keys of ``conf/speakers/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"clustering", "voices"})
 
 
 def embedding_path(utterance_id: str) -> str:
@@ -77,6 +74,8 @@ class SpeakersStage(Stage):
     input_type = Utterance
     output_type = Utterance
     config_keys = ("speakers",)
+    backend_group = "speakers"
+    backend: SpeakerEmbedder
 
     def setup(self, ctx: StageContext) -> None:
         sc = self.cfg.speakers
@@ -91,8 +90,7 @@ class SpeakersStage(Stage):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"speakers.{name}.distance_threshold is a cosine distance in (0, 2), got {value}")
         self.rate = int(self.cfg.media.sampling_rate)
-        self.backend: SpeakerEmbedder = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
-        self.backend.setup()
+        super().setup(ctx)
 
     # ------------------------------------------------------------------------------------------ items
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:
