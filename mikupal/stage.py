@@ -9,7 +9,7 @@ Writing a stage:
 
 * set ``name`` (== folder in the run directory), ``input_type`` and ``output_type`` (record classes) and
   ``config_keys`` (the top-level config keys whose values define the stage's output; their hash goes into
-  ``stage.json`` and a change refuses to resume);
+  ``stage.json`` and a change refuses to resume; default: the backend group alone);
 * set ``backend_group`` to the config group that chooses the backend (``conf/<group>/<option>.yaml``, a node with
   ``_target_`` and the backend's constructor arguments). The base builds the backend in :meth:`setup` and frees
   it in :meth:`teardown`; the stage uses it as ``self.backend``;
@@ -125,8 +125,10 @@ class Stage(ABC):
 
     # ------------------------------------------------------------------ configuration
     def stage_config(self) -> dict[str, Any]:
-        """The resolved config values that define this stage's output (hashed into ``stage.json``)."""
-        return {key: _plain(self.cfg.get(key)) for key in self.config_keys}
+        """The resolved config values that define this stage's output (hashed into ``stage.json``): those of
+        ``config_keys``, by default of the backend group alone."""
+        keys = self.config_keys or ((self.backend_group,) if self.backend_group else ())
+        return {key: _plain(self.cfg.get(key)) for key in keys}
 
     # ------------------------------------------------------------------ backends
     @classmethod

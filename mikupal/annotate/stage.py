@@ -102,8 +102,7 @@ class AnnotateStage(Stage):
     """Label each utterance's emotion (see the module docstring)."""
 
     name = "annotate"
-    input_type = Utterance
-    output_type = Utterance
+    input_type = output_type = Utterance
     config_keys = ("annotator", "prompt", "labels")
     backend_group = "annotator"
     config_error = AnnotatorConfigError

@@ -167,8 +167,7 @@ class AsdStage(Stage):
     """Active speaker detection and face clips (see the module docstring)."""
 
     name = "asd"
-    input_type = Utterance
-    output_type = Utterance
+    input_type = output_type = Utterance
     config_keys = ("asd",)
 
     backend_group = "asd"

@@ -55,9 +55,7 @@ class FacesStage(Stage):
     """Detect and track faces in each utterance's window (see the module docstring)."""
 
     name = "faces"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("faces",)
+    input_type = output_type = Utterance
     backend_group = "faces"
 
     @property

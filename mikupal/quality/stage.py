@@ -33,9 +33,7 @@ class QualityStage(Stage):
     """Speech-quality scores per utterance (see the module docstring)."""
 
     name = "quality"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("quality",)
+    input_type = output_type = Utterance
     backend_group = "quality"
     backend: QualityScorer
 

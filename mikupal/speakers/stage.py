@@ -71,9 +71,7 @@ class SpeakersStage(Stage):
     """Speaker clustering within each video (see the module docstring)."""
 
     name = "speakers"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("speakers",)
+    input_type = output_type = Utterance
     backend_group = "speakers"
     backend: SpeakerEmbedder
 
