@@ -140,10 +140,11 @@ class Stage(ABC):
         """The resolved backend node without its stage-level keys: ``_target_`` and the constructor arguments.
 
         Resolved against the whole config, so backend keys may interpolate others (``device: ${runner.device}``).
+        A ``defaults`` list (an option file loaded as plain YAML rather than composed by Hydra) is left out too.
         Stages override this to add arguments that do not come from the node (the annotator's prompt).
         """
         node = OmegaConf.to_container(self.cfg[self.backend_group], resolve=True)
-        keys = self.stage_keys()
+        keys = self.stage_keys() | {"defaults"}
         return {k: v for k, v in dict(node or {}).items() if k not in keys}
 
     def build_backends(self, ctx: StageContext | None = None) -> dict[str, Any]:
