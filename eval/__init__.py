@@ -7,6 +7,7 @@ Scoring is kept apart from producing predictions, so every number can be compute
 - :mod:`eval.agreement` — Fleiss' kappa (statsmodels), per-category kappa, Krippendorff's alpha
   (``krippendorff``), pairwise Cohen's kappa (scikit-learn), percent agreement, bootstrap intervals.
 - :mod:`eval.rationality` — human "is this label rational?" studies: rating sheets, import, aggregation.
+- :mod:`eval.labelstudio` — Label Studio labelling config, tasks and export parsing for those studies.
 - :mod:`eval.baselines` — majority, stratified random and a MiniLM + logistic-regression text baseline.
 - :mod:`eval.predict` — run a configured annotator over MELD utterances (modality ablations, resumable).
 - :mod:`eval.tables` — the paper's comparison tables (Markdown, LaTeX) and plots from saved reports.

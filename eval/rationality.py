@@ -6,10 +6,11 @@ scale where ratings at or above a threshold count as rational (``scale: likert``
 
 1. :func:`export_rating_sheet` (``task=rating_sheet``) draws a sample from a run directory, stratified by label
    (up to ``per_label`` utterances of each label, seeded), and writes a spreadsheet (``rating_sheet.csv``),
-   Label Studio tasks (``label_studio_tasks.json``) and labelling config (``label_studio_config.xml``), and
+   Label Studio tasks (``label_studio_tasks.json``) and labelling config (``label_studio_config.xml``; written by
+   :mod:`eval.labelstudio`), and
    ``rating_sheet.json`` with the sample design (population and sample counts per label).
 2. :func:`read_ratings` reads the filled sheets (CSV: ``item, rater, rating`` and optionally ``label``) or a
-   Label Studio export (JSON or JSON_MIN).
+   Label Studio export (JSON or JSON_MIN; parsed by :mod:`eval.labelstudio`).
 3. :func:`rationality_report` (``task=rationality``) gives the share of ratings that call the label rational,
    overall and per label, with intervals (Wilson when every item has one rating, else a bootstrap that
    resamples items, since ratings of one item are not independent), the share of items a strict majority of
@@ -26,12 +27,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
-from xml.sax.saxutils import escape
 
 import numpy as np
 
+from eval import labelstudio
 from eval.errors import EvalInputError
-from eval.io import first_examples, load_utterances, read_json, read_table, write_json
+from eval.io import first_examples, load_utterances, read_table, write_json
 from eval.metrics import percentile_interval, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -108,51 +109,6 @@ class Scale:
 # -- rating sheet -----------------------------------------------------------------------------------------------
 
 
-def _media_url(run_dir: Path, rel: str | None, prefix: str, media_root: str | None) -> str:
-    if not rel:
-        return ""
-    path = (run_dir / rel).resolve()
-    if media_root:
-        try:
-            shown = path.relative_to(Path(media_root).resolve()).as_posix()
-        except ValueError:
-            shown = path.as_posix().lstrip("/")
-    else:
-        shown = path.as_posix().lstrip("/")
-    return f"{prefix}{shown}"
-
-
-def labeling_config(scale: Scale, *, with_video: bool, with_audio: bool = True) -> str:
-    """The Label Studio labelling config (XML) for a rationality study (media tags only for media every task has)."""
-    video = '  <Video name="video" value="$video"/>\n' if with_video else ""
-    audio = '  <Audio name="audio" value="$audio"/>\n' if with_audio else ""
-    if scale.kind == "binary":
-        control = (
-            '  <Choices name="rational" toName="text" choice="single" showInline="true" required="true">\n'
-            '    <Choice value="rational"/>\n'
-            '    <Choice value="not rational"/>\n'
-            "  </Choices>\n"
-        )
-    else:
-        control = (
-            f'  <Header value="Rate {scale.likert_min} (not at all rational) to {scale.likert_max} '
-            f'(fully rational); {escape(str(int(scale.threshold)))} or more counts as rational."/>\n'
-            f'  <Rating name="rational" toName="text" maxRating="{scale.likert_max}" required="true"/>\n'
-        )
-    return (
-        "<View>\n"
-        '  <Header value="Is the emotion label a rational reading of this utterance? Label: $label"/>\n'
-        '  <Text name="label_description" value="$label_description"/>\n'
-        f"{video}"
-        f"{audio}"
-        '  <Text name="text" value="$text"/>\n'
-        '  <Header value="Annotator rationale" size="6"/>\n'
-        '  <Text name="rationale" value="$rationale"/>\n'
-        f"{control}"
-        "</View>\n"
-    )
-
-
 def export_rating_sheet(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -219,9 +175,9 @@ def export_rating_sheet(
             "rationale": emo.rationale, "text": utt.text or "",
         }
         if with_audio:
-            data["audio"] = _media_url(run_dir, utt.audio, media_url_prefix, media_root)
+            data["audio"] = labelstudio.media_url(run_dir, utt.audio, media_url_prefix, media_root)
         if with_video:
-            data["video"] = _media_url(run_dir, clip, media_url_prefix, media_root)
+            data["video"] = labelstudio.media_url(run_dir, clip, media_url_prefix, media_root)
         tasks.append({"data": data})
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,9 +186,8 @@ def export_rating_sheet(
         writer = csv.DictWriter(f, fieldnames=SHEET_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    write_json(out_dir / "label_studio_tasks.json", tasks)
-    config = labeling_config(scale, with_video=with_video, with_audio=with_audio)
-    (out_dir / "label_studio_config.xml").write_text(config, encoding="utf-8")
+    tasks_file, config_file = labelstudio.write_project(
+        out_dir, tasks, labelstudio.labeling_config(scale, with_video=with_video, with_audio=with_audio))
     design = {
         "task": "rating_sheet",
         "run_dir": str(run_dir),
@@ -242,8 +197,8 @@ def export_rating_sheet(
         "scale": scale.kind,
         "population": {lab: len(group) for lab, group in sorted(by_label.items())},
         "sample": dict(sorted(Counter(u.emotion.label for u in sample).items())),
-        "files": {"csv": str(sheet), "label_studio_tasks": str(out_dir / "label_studio_tasks.json"),
-                  "label_studio_config": str(out_dir / "label_studio_config.xml")},
+        "files": {"csv": str(sheet), "label_studio_tasks": str(tasks_file),
+                  "label_studio_config": str(config_file)},
         "instructions": "Each rater fills 'rater' and 'rating' in a copy of rating_sheet.csv (or rates the tasks in "
                         "Label Studio with the given config); then run task=rationality ratings=<files>.",
     }
@@ -252,47 +207,6 @@ def export_rating_sheet(
 
 
 # -- ratings ----------------------------------------------------------------------------------------------------
-
-
-def _rater_name(annotation: dict) -> str:
-    who = annotation.get("completed_by", annotation.get("annotator", "unknown"))
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id") or "unknown"
-    return str(who)
-
-
-def _result_value(result: dict) -> Any:
-    value = result.get("value", {})
-    if "choices" in value:
-        return value["choices"][0] if value["choices"] else None
-    if "rating" in value:
-        return value["rating"]
-    return None
-
-
-def _records_from_label_studio(tasks: Any, path: Path, control: str) -> tuple[list[dict], int]:
-    if not isinstance(tasks, list):
-        raise EvalInputError(f"{path}: a Label Studio export is a JSON list of tasks")
-    records, cancelled = [], 0
-    for task in tasks:
-        if "annotations" in task:
-            data = task.get("data", {})
-            item = data.get("item", task.get("id"))
-            for ann in task["annotations"]:
-                if ann.get("was_cancelled"):
-                    cancelled += 1
-                    continue
-                values = [_result_value(r) for r in ann.get("result", []) if r.get("from_name") == control]
-                if values and values[0] is not None:
-                    records.append({"item": str(item), "rater": _rater_name(ann), "label": data.get("label"),
-                                    "rating": values[0]})
-        elif control in task:  # JSON_MIN: one flat object per annotation
-            value = task[control]
-            if isinstance(value, dict):
-                value = (value.get("choices") or [value.get("rating")])[0]
-            records.append({"item": str(task.get("item", task.get("id"))), "rater": _rater_name(task),
-                            "label": task.get("label"), "rating": value})
-    return records, cancelled
 
 
 def read_ratings(paths: Sequence[str | Path], scale: Scale, *, rating_column: str = "rating",
@@ -318,7 +232,7 @@ def read_ratings(paths: Sequence[str | Path], scale: Scale, *, rating_column: st
     frames = []
     for path in map(Path, paths):
         if path.suffix.lower() == ".json":
-            records, cancelled = _records_from_label_studio(read_json(path, what="Label Studio export"), path, control)
+            records, cancelled = labelstudio.read_export(path, control)
             if cancelled:
                 log.warning("%s: %d cancelled annotations skipped", path, cancelled)
             df = pd.DataFrame(records, columns=["item", "rater", "label", "rating"])

@@ -19,7 +19,7 @@ import importlib.util
 import logging
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mikupal.rundir import STAGE_ORDER, STAGE_SPECS
 
@@ -71,34 +71,9 @@ def _connects(classes: dict[str, type], chain: Sequence[str]) -> bool:
     return all(classes[a].output_type is classes[b].input_type for a, b in zip(chain, chain[1:]))
 
 
-def _node(cfg: DictConfig, key: str) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg[key], resolve=True)  # type: ignore[return-value]
-
-
 def stage_backends(name: str, cfg: DictConfig) -> dict[str, Any]:
     """The backends of a stage, by config key, constructed but not set up (nothing is loaded)."""
-    from hydra.utils import instantiate
-
-    if name == "faces":
-        from mikupal.faces.base import STAGE_KEYS
-        from mikupal.faces.mesh import FaceMesh
-
-        node = _node(cfg, "faces")
-        backends = {"faces": instantiate({k: v for k, v in node.items() if k not in STAGE_KEYS})}
-        if node.get("landmarks") is not None:
-            backends["faces.landmarks"] = FaceMesh(**node["landmarks"])
-        return backends
-    if name == "asd":
-        from mikupal.asd.base import STAGE_KEYS
-
-        node = _node(cfg, "asd")
-        return {"asd": instantiate({k: v for k, v in node.items() if k not in STAGE_KEYS})}
-    if name == "annotate":
-        from mikupal.annotate.stage import build_annotator
-
-        return {"annotator": build_annotator(cfg)}
-    group = getattr(_adapter_class(name), "backend_group", None)
-    return {group: instantiate(cfg[group])} if group else {}
+    return _adapter_class(name)(cfg).build_backends()
 
 
 def check_backend(key: str, backend: Any) -> None:

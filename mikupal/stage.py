@@ -9,14 +9,23 @@ Writing a stage:
 
 * set ``name`` (== folder in the run directory), ``input_type`` and ``output_type`` (record classes) and
   ``config_keys`` (the top-level config keys whose values define the stage's output; their hash goes into
-  ``stage.json`` and a change refuses to resume);
-* load models in :meth:`setup`, free them in :meth:`teardown`;
+  ``stage.json`` and a change refuses to resume; default: the backend group alone);
+* set ``backend_group`` to the config group that chooses the backend (``conf/<group>/<option>.yaml``, a node with
+  ``_target_`` and the backend's constructor arguments). The base builds the backend in :meth:`setup` and frees
+  it in :meth:`teardown`; the stage uses it as ``self.backend``;
+* keys of that node that the *stage* reads (the same meaning for every backend) are declared once, in
+  ``conf/<group>/_stage.yaml``; each backend option pulls them in through its defaults list
+  (``defaults: [_stage, _self_]``) and may override their values. :meth:`stage_keys` reads that file and the
+  base leaves those keys out of the backend's constructor arguments;
+* load anything else the stage needs in :meth:`setup` (call ``super().setup(ctx)`` first);
 * implement :meth:`process` for one item; return :class:`Drop` to drop it with a counted reason;
 * optionally override :meth:`map` to process several items concurrently (API annotators).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -27,6 +36,7 @@ from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from mikupal.paths import conf_dir
 from mikupal.rundir import atomic_write
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,10 @@ class Drop:
     """Returned by :meth:`Stage.process` to drop an item on purpose; ``reason`` is counted in the summary."""
 
     reason: str
+
+
+class BackendConfigError(ValueError):
+    """A backend config node cannot build its backend (no ``_target_``, an unknown key); the message says the fix."""
 
 
 class StopStage(Exception):
@@ -84,11 +98,18 @@ class Stage(ABC):
     input_type: ClassVar[type]
     output_type: ClassVar[type]
     config_keys: ClassVar[tuple[str, ...]] = ()
+    #: Dotted config paths (``quality.workers``) that change how fast the stage runs, not what it writes: left out
+    #: of the hash in ``stage.json``, so changing them does not make a run directory recompute.
+    operational_keys: ClassVar[tuple[str, ...]] = ()
     #: Config group whose node is the backend (``_target_`` + kwargs); the default setup/teardown build and free it.
     backend_group: ClassVar[str | None] = None
+    #: Exception raised when the backend node cannot build its backend.
+    config_error: ClassVar[type[Exception]] = BackendConfigError
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self.backend: Any = None
+        self.backends: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ identity of items and outputs
     @staticmethod
@@ -107,27 +128,70 @@ class Stage(ABC):
 
     # ------------------------------------------------------------------ configuration
     def stage_config(self) -> dict[str, Any]:
-        """The resolved config values that define this stage's output (hashed into ``stage.json``)."""
-        return {key: _plain(self.cfg.get(key)) for key in self.config_keys}
+        """The resolved config values that define this stage's output (hashed into ``stage.json``): those of
+        ``config_keys``, by default of the backend group alone."""
+        keys = self.config_keys or ((self.backend_group,) if self.backend_group else ())
+        config = {key: _plain(self.cfg.get(key)) for key in keys}
+        for dotted in self.operational_keys:
+            *parents, last = dotted.split(".")
+            node = config
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
+        return config
+
+    # ------------------------------------------------------------------ backends
+    @classmethod
+    def stage_keys(cls) -> frozenset[str]:
+        """Keys of the backend node that the stage reads: the top-level keys of ``conf/<backend_group>/_stage.yaml``."""
+        return stage_keys_of(cls.backend_group) if cls.backend_group else frozenset()
+
+    def backend_kwargs(self, ctx: StageContext | None = None) -> dict[str, Any]:
+        """The resolved backend node without its stage-level keys: ``_target_`` and the constructor arguments.
+
+        Resolved against the whole config, so backend keys may interpolate others (``device: ${runner.device}``).
+        A ``defaults`` list (an option file loaded as plain YAML rather than composed by Hydra) is left out too.
+        Stages override this to add arguments that do not come from the node (the annotator's prompt).
+        """
+        node = OmegaConf.to_container(self.cfg[self.backend_group], resolve=True)
+        keys = self.stage_keys() | {"defaults"}
+        return {k: v for k, v in dict(node or {}).items() if k not in keys}
+
+    def build_backends(self, ctx: StageContext | None = None) -> dict[str, Any]:
+        """The stage's backends by config key, constructed but not set up (construction loads nothing).
+
+        :meth:`setup` sets each up, :meth:`teardown` frees them, and the runner's checks (:mod:`mikupal.checks`)
+        check their packages and model files. The first entry is ``self.backend``; a stage with a second model
+        (the face mesh of ``faces.landmarks``) adds it here.
+        """
+        if self.backend_group is None:
+            return {}
+        kwargs = self.backend_kwargs(ctx)
+        return {self.backend_group: build_backend(self.backend_group, kwargs, self.stage_keys(), self.config_error)}
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self, ctx: StageContext) -> None:
         """Load models. Called once per run of the stage, only if there is pending work.
 
-        By default instantiates ``cfg[backend_group]`` as ``self.backend`` and calls its ``setup()``.
+        By default builds :meth:`build_backends`, calls each one's ``setup()`` and keeps the first as
+        ``self.backend``. A backend whose setup fails frees the ones already set up.
         """
-        if self.backend_group is not None:
-            from hydra.utils import instantiate
-
-            self.backend = instantiate(self.cfg[self.backend_group])
-            self.backend.setup()
+        self.backends = {}
+        for key, backend in self.build_backends(ctx).items():
+            try:
+                backend.setup()
+            except BaseException:
+                self.teardown()
+                raise
+            self.backends[key] = backend
+        self.backend = next(iter(self.backends.values()), None)
 
     def teardown(self) -> None:
-        """Free models (and GPU memory): by default the backend's ``teardown()``."""
-        backend = getattr(self, "backend", None)
-        if backend is not None:
+        """Free models (and GPU memory): by default each backend's ``teardown()``, the last built first."""
+        backends, self.backends, self.backend = self.backends, {}, None
+        for backend in reversed(list(backends.values())):
             backend.teardown()
-            self.backend = None
 
     @abstractmethod
     def process(self, item: Any, ctx: StageContext) -> Sequence[Any] | Drop:
@@ -147,6 +211,79 @@ class Stage(ABC):
             except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
                 result = e
             yield item, result, ctx.take_counts()
+
+
+def stage_keys_of(group: str) -> frozenset[str]:
+    """The stage-level keys of a backend group: the top-level keys of ``conf/<group>/_stage.yaml`` (none if absent)."""
+    return _stage_keys(str(conf_dir()), group)
+
+
+@functools.lru_cache(maxsize=None)
+def _stage_keys(conf: str, group: str) -> frozenset[str]:
+    path = Path(conf) / group / "_stage.yaml"
+    if not path.is_file():
+        return frozenset()
+    return frozenset(str(k) for k in OmegaConf.load(path) if k != "defaults")
+
+
+def build_backend(
+    group: str, kwargs: dict[str, Any], stage_keys: Iterable[str] = (), error: type[Exception] = BackendConfigError
+) -> Any:
+    """Construct the backend ``kwargs["_target_"]`` with the other entries as its arguments (nothing is loaded).
+
+    Args:
+        group: the config group, for messages (``faces``, ``annotator``).
+        kwargs: ``_target_`` and the constructor arguments (plain values, resolved).
+        stage_keys: the stage-level keys of the group, named in the message about an unknown key.
+        error: the exception class raised on a bad node.
+
+    Raises:
+        error: no ``_target_``, a target that cannot be imported, or a key the constructor does not take (a typo).
+    """
+    from hydra.utils import get_class, get_method
+
+    kwargs = dict(kwargs)
+    target = kwargs.pop("_target_", None)
+    if not target:
+        raise error(f"{group}: the config node has no _target_; choose a backend with {group}=OPTION "
+                    f"(an option of conf/{group}/)")
+    try:
+        factory: Any = get_class(str(target))
+    except Exception:  # noqa: BLE001 - maybe a function; get_method raises the clear import error otherwise
+        try:
+            factory = get_method(str(target))
+        except Exception as e:  # noqa: BLE001
+            raise error(f"{group}._target_={target} cannot be imported ({e})") from e
+    accepted = _accepted_arguments(factory)
+    if accepted is not None:
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            stage_level = sorted(stage_keys)
+            raise error(
+                f"{group} ({factory.__name__}): unknown setting(s) {unknown}: neither an argument of "
+                f"{target} nor a stage-level key of conf/{group}/_stage.yaml ({', '.join(stage_level) or 'none'})"
+            )
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        raise error(f"{group} ({target}): {e}") from e
+
+
+def _accepted_arguments(factory: Any) -> set[str] | None:
+    """Keyword arguments ``factory`` takes, following ``**kwargs`` passed on to base classes; ``None``: any."""
+    if not isinstance(factory, type):
+        functions = [factory]
+    else:
+        functions = [klass.__dict__["__init__"] for klass in factory.__mro__ if "__init__" in klass.__dict__]
+    accepted: set[str] = set()
+    for function in functions:
+        if function is object.__init__:
+            return accepted
+        parameters = inspect.signature(function).parameters.values()
+        accepted |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return accepted - {"self"}
+    return None
 
 
 def _plain(value: Any) -> Any:

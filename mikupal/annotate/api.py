@@ -53,7 +53,6 @@ from mikupal.annotate.base import (
     MediaPart,
     RolloutAnswer,
     Usage,
-    check_stage_settings,
 )
 from mikupal.annotate.cache import AnswerCache, cache_key, file_sha256
 from mikupal.annotate.prompt import PromptTemplate, ReplyValidationError
@@ -232,9 +231,6 @@ class APIAnnotator(Annotator):
         correction_temperature: temperature of the corrective follow-ups (``None``: ``temperature``); a follow-up
             at the same temperature 0 and seed tends to repeat the invalid answer.
         correction_seed_offset: the t-th follow-up of rollout ``r`` uses the seed ``seed + r + t * offset``.
-        **stage_settings: the stage-level keys of the annotator config (``rollouts``, ``modalities``,
-            ``context_utterances``, ``max_in_flight``, ``max_cost``), accepted so that ``instantiate(cfg.annotator)``
-            works; the stage reads them, the backend only keeps them in :attr:`stage_settings`.
     """
 
     backend_name: ClassVar[str] = "api"
@@ -261,9 +257,7 @@ class APIAnnotator(Annotator):
         validation_retries: int = 1,
         correction_temperature: float | None = 0.7,
         correction_seed_offset: int = 1000,
-        **stage_settings: Any,
     ) -> None:
-        self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
         if not model:
             raise AnnotatorConfigError("annotator.model is empty: name the model to call")
         self.model = str(model)

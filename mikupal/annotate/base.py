@@ -346,22 +346,10 @@ def aggregate(answers: Sequence[RolloutAnswer], label_set: LabelSet, model_id: s
                    confidence=label_confidence(answers, winner))
 
 
-#: Keys of ``conf/annotator/*.yaml`` read by the stage rather than by the backend's constructor.
-STAGE_KEYS = frozenset({"_target_", "rollouts", "modalities", "context_utterances", "max_in_flight", "max_cost"})
-
-
-def check_stage_settings(settings: dict[str, Any], backend: str) -> dict[str, Any]:
-    """Accept the stage-level keys in a backend's constructor (so ``instantiate(cfg.annotator)`` works); reject others.
-
-    Raises:
-        AnnotatorConfigError: a key that is neither a backend setting nor a stage-level key (a typo).
-    """
-    unknown = sorted(set(settings) - STAGE_KEYS)
-    if unknown:
-        raise AnnotatorConfigError(f"annotator ({backend}): unknown setting(s) {unknown}")
-    return dict(settings)
-
-
 def backend_kwargs(cfg: Any) -> dict[str, Any]:
-    """The constructor arguments of a backend from its annotator config (stage-level keys removed)."""
-    return {k: v for k, v in dict(cfg).items() if k not in STAGE_KEYS}
+    """A backend's constructor arguments from a ``conf/annotator/*.yaml`` mapping as written (its defaults list,
+    ``_target_`` and the stage-level keys of ``conf/annotator/_stage.yaml`` removed)."""
+    from mikupal.stage import stage_keys_of
+
+    dropped = stage_keys_of("annotator") | {"defaults", "_target_"}
+    return {k: v for k, v in dict(cfg).items() if k not in dropped}

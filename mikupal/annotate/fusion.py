@@ -81,7 +81,6 @@ from mikupal.annotate.base import (
     Annotator,
     RolloutAnswer,
     backend_kwargs,
-    check_stage_settings,
 )
 from mikupal.annotate.prosody import ProsodyFeatures, count_words, prosody_features, yin_pitch
 from mikupal.labels import LabelSet, as_label_set
@@ -205,7 +204,6 @@ class FusionAnnotator(Annotator):
         threads: CPU threads for the face model and the text encoder.
         calibration: name under ``conf/calibration/`` (or a YAML path) of the fitted confidence calibration;
             ``None``: the confidence is the winner's fused probability, uncalibrated.
-        **stage_settings: the stage-level keys of the annotator config (kept in :attr:`stage_settings`).
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -236,9 +234,7 @@ class FusionAnnotator(Annotator):
         text_batch_size: int = 64,
         threads: int = 1,
         calibration: str | None = None,
-        **stage_settings: Any,
     ) -> None:
-        self.stage_settings = check_stage_settings(stage_settings, type(self).__name__)
         self.model_id = str(version)
         self.prompt_version = None
         self.fer_model = fer_model

@@ -102,9 +102,10 @@ class AnnotateStage(Stage):
     """Label each utterance's emotion (see the module docstring)."""
 
     name = "annotate"
-    input_type = Utterance
-    output_type = Utterance
+    input_type = output_type = Utterance
     config_keys = ("annotator", "prompt", "labels")
+    backend_group = "annotator"
+    config_error = AnnotatorConfigError
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -164,13 +165,12 @@ class AnnotateStage(Stage):
         self.max_cost = settings["max_cost"]
         self.modalities = settings["modalities"]
         self.label_set: LabelSet = as_label_set(self.cfg.labels)
-        self.backend = build_annotator(self.cfg, ctx)
-        self.backend.setup()
+        super().setup(ctx)
         from mikupal.annotate.api import APIAnnotator
 
         if self.max_cost is not None and isinstance(self.backend, APIAnnotator) and not self.backend.has_price():
             model = self.backend.model
-            self.backend.teardown()
+            self.teardown()
             raise AnnotatorConfigError(
                 f"annotator.max_cost={self.max_cost} needs a price for model {model!r} in annotator.prices "
                 "(USD per million input/output tokens); add one, or set annotator.max_cost=null"
@@ -184,10 +184,27 @@ class AnnotateStage(Stage):
                  f", budget ${self.max_cost:g}" if self.max_cost is not None else "")
 
     def teardown(self) -> None:
-        if self.backend is not None:
-            self.backend.teardown()
-            self.backend = None
+        super().teardown()
         self._contexts = None
+
+    def backend_kwargs(self, ctx: StageContext | None = None) -> dict[str, Any]:
+        """The annotator node's backend keys; API backends also get the prompt of ``cfg.prompt`` and, unless
+        ``annotator.cache_dir`` is set, the answer cache ``<run_dir>/cache/annotate``."""
+        from mikupal.annotate.api import APIAnnotator
+        from mikupal.annotate.prompt import PromptTemplate
+
+        cls = _target_class(self.cfg.get("annotator"))
+        kwargs = super().backend_kwargs(ctx)
+        if issubclass(cls, APIAnnotator):
+            prompt_cfg = self.cfg.get("prompt")
+            if prompt_cfg is None:
+                log.info("annotate: no prompt config given; using conf/prompt/%s.yaml", DEFAULT_PROMPT)
+                kwargs["prompt"] = PromptTemplate.load(DEFAULT_PROMPT)
+            else:
+                kwargs["prompt"] = PromptTemplate.from_config(_container(prompt_cfg))
+            if not kwargs.get("cache_dir") and ctx is not None:
+                kwargs["cache_dir"] = str(ctx.run_dir / "cache" / "annotate")
+        return kwargs
 
     # ------------------------------------------------------------------------------------------ requests
     def request_for(self, item: Utterance, ctx: StageContext) -> AnnotationRequest:
@@ -468,27 +485,9 @@ class AnnotateStage(Stage):
 
 
 def build_annotator(cfg: Any, ctx: StageContext | None = None) -> Annotator:
-    """Instantiate the backend of ``cfg.annotator`` (what ``hydra.utils.instantiate`` would, plus prompt and cache).
+    """The backend of ``cfg.annotator``, constructed as the annotate stage builds it (prompt and cache included).
 
-    API backends get the prompt of ``cfg.prompt`` and, unless ``annotator.cache_dir`` is set, the answer cache
-    ``<run_dir>/cache/annotate``.
+    Raises:
+        AnnotatorConfigError: no ``_target_``, or a key that is neither a backend argument nor a stage-level key.
     """
-    from mikupal.annotate.api import APIAnnotator
-    from mikupal.annotate.prompt import PromptTemplate
-
-    annotator_cfg = cfg.annotator
-    cls = _target_class(annotator_cfg)
-    kwargs = {k: v for k, v in dict(_container(annotator_cfg)).items() if k != "_target_"}
-    if issubclass(cls, APIAnnotator):
-        prompt_cfg = cfg.get("prompt")
-        if prompt_cfg is None:
-            log.info("annotate: no prompt config given; using conf/prompt/%s.yaml", DEFAULT_PROMPT)
-            kwargs["prompt"] = PromptTemplate.load(DEFAULT_PROMPT)
-        else:
-            kwargs["prompt"] = PromptTemplate.from_config(_container(prompt_cfg))
-        if not kwargs.get("cache_dir") and ctx is not None:
-            kwargs["cache_dir"] = str(ctx.run_dir / "cache" / "annotate")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise AnnotatorConfigError(f"annotator ({annotator_cfg.get('_target_')}): {e}") from e
+    return AnnotateStage(cfg).build_backends(ctx)["annotator"]

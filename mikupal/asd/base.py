@@ -27,11 +27,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-#: Keys of the ``asd`` config node that the stage reads (selection rule and clip); the other keys are the
-#: detector's own constructor arguments. See ``conf/asd/sync.yaml``.
-STAGE_KEYS = frozenset({"threshold", "min_coverage", "max_tracks", "clip", "split_at_cuts"})
-
-
 @dataclass
 class TrackEvidence:
     """One candidate face track of an utterance, as given to a detector.
@@ -76,10 +71,10 @@ class TrackScore:
 class ActiveSpeakerDetector(ABC):
     """Scores face tracks against speech. Load models in :meth:`setup`, free them in :meth:`teardown`.
 
-    The ``asd`` config node holds the detector's arguments and the stage-level keys (:data:`STAGE_KEYS`: the
-    threshold, which depends on the detector's score scale, the coverage rule, the track cap and the clip settings)
-    side by side. The stage constructs detectors with their own arguments only; one built from the whole node keeps
-    the stage-level keys in :attr:`stage_settings`. Subclasses pass ``**stage_settings`` on to this constructor.
+    The ``asd`` config node holds the detector's arguments beside the stage-level keys declared once in
+    ``conf/asd/_stage.yaml`` (the threshold, which depends on the detector's score scale and so may be overridden
+    per backend, the coverage rule, the track cap, the cut splitting and the clip settings). The stage constructs
+    the detector with its own arguments only.
     """
 
     needs_mouth: ClassVar[bool] = False
@@ -89,12 +84,6 @@ class ActiveSpeakerDetector(ABC):
     crop_margin: float = 0.4
     crop_offset: float = 0.0
     fps: float | None = None
-
-    def __init__(self, **stage_settings: Any) -> None:
-        unknown = sorted(set(stage_settings) - STAGE_KEYS)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown asd settings {unknown}")
-        self.stage_settings = stage_settings
 
     def setup(self) -> None:
         """Load the model."""

@@ -38,10 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from mikupal.asd.base import STAGE_KEYS, ActiveSpeakerDetector, TrackEvidence
+from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence
 from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.stage import input_video_paths
@@ -170,9 +168,30 @@ class AsdStage(Stage):
     """Active speaker detection and face clips (see the module docstring)."""
 
     name = "asd"
-    input_type = Utterance
-    output_type = Utterance
+    input_type = output_type = Utterance
     config_keys = ("asd",)
+
+    backend_group = "asd"
+    backend: ActiveSpeakerDetector
+
+    def build_backends(self, ctx: StageContext | None = None) -> dict[str, Any]:
+        """The detector, checked against the faces stage's settings (face mesh, analysis frame rate)."""
+        backends = super().build_backends(ctx)
+        backend = backends["asd"]
+        faces_cfg = self.cfg.get("faces")
+        if faces_cfg is not None:
+            if backend.needs_mouth and faces_cfg.get("landmarks") is None:
+                raise ValueError(
+                    f"asd backend {type(backend).__name__} needs mouth openings from the face mesh: "
+                    "set faces.landmarks (e.g. faces.landmarks.model=face-mesh) or choose another asd backend"
+                )
+            fps = float(faces_cfg.analysis_fps)
+            if backend.fps is not None and abs(backend.fps - fps) > 1e-6:
+                raise ValueError(
+                    f"asd backend {type(backend).__name__} needs frames at {backend.fps:g} fps but "
+                    f"faces.analysis_fps={fps:g}; set faces.analysis_fps={backend.fps:g}"
+                )
+        return backends
 
     def setup(self, ctx: StageContext) -> None:
         ac = self.cfg.asd
@@ -184,33 +203,15 @@ class AsdStage(Stage):
         self.clip_cfg = ac.get("clip")
         self.split_cfg = ac.get("split_at_cuts")
         self.rate = int(self.cfg.media.sampling_rate)
-        # Resolve against the whole config first: backend keys may interpolate others (device: ${runner.device}).
-        resolved = OmegaConf.to_container(ac, resolve=True)
-        backend_config = {k: v for k, v in resolved.items() if k not in STAGE_KEYS}
-        self.backend: ActiveSpeakerDetector = instantiate(backend_config)
-        faces_cfg = self.cfg.get("faces")
-        if faces_cfg is not None:
-            if self.backend.needs_mouth and faces_cfg.get("landmarks") is None:
-                raise ValueError(
-                    f"asd backend {type(self.backend).__name__} needs mouth openings from the face mesh: "
-                    "set faces.landmarks (e.g. faces.landmarks.model=face-mesh) or choose another asd backend"
-                )
-            fps = float(faces_cfg.analysis_fps)
-            if self.backend.fps is not None and abs(self.backend.fps - fps) > 1e-6:
-                raise ValueError(
-                    f"asd backend {type(self.backend).__name__} needs frames at {self.backend.fps:g} fps but "
-                    f"faces.analysis_fps={fps:g}; set faces.analysis_fps={self.backend.fps:g}"
-                )
-        self.backend.setup()
+        super().setup(ctx)
         self.paths = input_video_paths(self.cfg)
         self.video = OpenVideo()  # a video's utterances are decoded on, not re-seeked
 
     def teardown(self) -> None:
         if getattr(self, "video", None) is not None:
             self.video.close()
-        backend = getattr(self, "backend", None)
-        if backend is not None:
-            backend.teardown()
+            self.video = None
+        super().teardown()
 
     # ------------------------------------------------------------------------------------------------ item
     @staticmethod

@@ -161,9 +161,7 @@ class SyncDetector(ActiveSpeakerDetector):
         follow_r: float = 0.5,
         follow_slope: float = 20.0,
         min_motion: float = 0.005,
-        **stage_settings: Any,
     ) -> None:
-        super().__init__(**stage_settings)
         if lag_range[0] > lag_range[1] or null_min_shift <= 0 or min_articulation <= 0:
             raise ValueError("asd: lag_range must be (min, max) with min <= max; null_min_shift, min_articulation > 0")
         self.band = (float(band[0]), float(band[1]))

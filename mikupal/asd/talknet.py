@@ -93,7 +93,6 @@ class TalkNetDetector(ActiveSpeakerDetector):
         round_decimals: round the averaged logits like upstream (1) or keep them (``None``, the default: rounding
             only adds ties).
         max_batch_frames: upper bound on video frames per forward pass (GPU memory).
-        **stage_settings: the ``asd`` stage-level keys (see :class:`~mikupal.asd.base.ActiveSpeakerDetector`).
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -115,9 +114,7 @@ class TalkNetDetector(ActiveSpeakerDetector):
         durations: Sequence[int] = (1, 2, 3, 4, 5, 6),
         round_decimals: int | None = None,
         max_batch_frames: int = 750,
-        **stage_settings: Any,
     ) -> None:
-        super().__init__(**stage_settings)
         durations = tuple(int(d) for d in durations)
         if not durations or min(durations) < 1:
             raise ValueError(f"asd.durations must be a non-empty list of whole seconds >= 1, got {list(durations)}")

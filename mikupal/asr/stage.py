@@ -23,9 +23,7 @@ class AsrStage(Stage):
     """
 
     name = "asr"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("asr",)
+    input_type = output_type = Utterance
     backend_group = "asr"
     backend: Transcriber
 

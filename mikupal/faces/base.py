@@ -14,27 +14,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-
-#: Keys of the ``faces`` config node that the stage reads (the same for every detector); the other keys are the
-#: detector's own constructor arguments. See ``conf/faces/blazeface.yaml``.
-STAGE_KEYS = frozenset(
-    {
-        "analysis_fps",
-        "max_side",
-        "batch_size",
-        "detect_every",
-        "max_faces",
-        "min_face_size",
-        "decode_threads",
-        "tracking",
-        "scene_cut",
-        "landmarks",
-    }
-)
-
 
 @dataclass(frozen=True)
 class Detection:
@@ -73,17 +54,10 @@ class FaceDetector(ABC):
     :meth:`teardown`. :meth:`detect` takes a batch of frames of any length (the last batch of a window is usually
     shorter than the others and must be handled like any other) and returns one list per frame, in order.
 
-    The ``faces`` config node holds the detector's arguments and the stage-level keys (:data:`STAGE_KEYS`) side by
-    side, one node per stage (DESIGN §2). The stage constructs detectors with their own arguments only; a detector
-    built from the whole node (``hydra.utils.instantiate(cfg.faces)``) keeps the stage-level keys in
-    :attr:`stage_settings` and otherwise ignores them. Subclasses pass ``**stage_settings`` on to this constructor.
+    The ``faces`` config node holds the detector's arguments beside the stage-level keys, which are declared once
+    in ``conf/faces/_stage.yaml`` (DESIGN §2). The stage (:class:`~mikupal.stage.Stage`) constructs the detector
+    with its own arguments only, so a constructor takes just those.
     """
-
-    def __init__(self, **stage_settings: Any) -> None:
-        unknown = sorted(set(stage_settings) - STAGE_KEYS)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown faces settings {unknown}")
-        self.stage_settings = stage_settings
 
     def setup(self) -> None:
         """Load the model."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import cv2
 import numpy as np
@@ -132,9 +131,7 @@ class BlazeFaceDetector(FaceDetector):
         min_score: float = 0.5,
         nms_iou: float = 0.3,
         num_threads: int = 1,
-        **stage_settings: Any,
     ) -> None:
-        super().__init__(**stage_settings)
         if not 0.0 <= min_score < 1.0:
             raise ValueError(f"faces.min_score must be in [0, 1), got {min_score}")
         self.model = model

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -49,9 +48,7 @@ class HaarDetector(FaceDetector):
         min_neighbors: int = 5,
         min_size: int = 24,
         min_score: float = 0.0,
-        **stage_settings: Any,
     ) -> None:
-        super().__init__(**stage_settings)
         self.cascade = cascade
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -50,7 +49,6 @@ class S3fdDetector(FaceDetector):
         forward_batch: frames of equal size per network forward pass (bounds GPU memory; results do not depend
             on it beyond float32 rounding).
         device: ``auto`` (CUDA when torch sees a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        **stage_settings: the ``faces`` stage-level keys (see :class:`~mikupal.faces.base.FaceDetector`).
 
     Raises:
         ValueError: a setting out of range.
@@ -68,9 +66,7 @@ class S3fdDetector(FaceDetector):
         scale: float | Sequence[float] = 0.25,
         forward_batch: int = 8,
         device: str = "auto",
-        **stage_settings: Any,
     ) -> None:
-        super().__init__(**stage_settings)
         scales = [float(s) for s in (scale if isinstance(scale, Sequence) and not isinstance(scale, str) else [scale])]
         if not scales or any(not 0.0 < s <= 4.0 for s in scales):
             raise ValueError(f"faces.scale must be a number (or list of numbers) in (0, 4], got {scale!r}")

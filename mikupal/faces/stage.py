@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mikupal.faces.artifact import WindowTracks, tracks_path
-from mikupal.faces.base import STAGE_KEYS, Detection, FaceDetector
+from mikupal.faces.base import Detection, FaceDetector
 from mikupal.faces.mesh import FaceMesh, mouth_opening
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker
@@ -68,9 +67,27 @@ class FacesStage(Stage):
     """Detect and track faces in each utterance's window (see the module docstring)."""
 
     name = "faces"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("faces",)
+    input_type = output_type = Utterance
+    backend_group = "faces"
+    operational_keys = ("faces.landmarks.workers",)
+
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector (the stage's backend)."""
+        return self.backend
+
+    @property
+    def mesh(self) -> FaceMesh | None:
+        """The face mesh of ``faces.landmarks``, or ``None`` when that is null."""
+        return self.backends.get("faces.landmarks")
+
+    def build_backends(self, ctx: StageContext | None = None) -> dict[str, Any]:
+        """The detector, and the face mesh when ``faces.landmarks`` is set."""
+        backends = super().build_backends(ctx)
+        landmarks = self.cfg.faces.get("landmarks")
+        if landmarks is not None:
+            backends["faces.landmarks"] = FaceMesh(**OmegaConf.to_container(landmarks, resolve=True))
+        return backends
 
     def setup(self, ctx: StageContext) -> None:
         fc = self.cfg.faces
@@ -83,15 +100,7 @@ class FacesStage(Stage):
         self.max_faces = int(fc.max_faces)
         self.min_face_size = float(fc.get("min_face_size") or 0)
         self.decode_threads = bool(fc.get("decode_threads", True))
-        # Resolve against the whole config first: backend keys may interpolate others (device: ${runner.device}).
-        resolved = OmegaConf.to_container(fc, resolve=True)
-        backend_config = {k: v for k, v in resolved.items() if k not in STAGE_KEYS}
-        self.detector: FaceDetector = instantiate(backend_config)
-        self.detector.setup()
-        self.mesh = None
-        if fc.get("landmarks") is not None:
-            self.mesh = FaceMesh(**fc.landmarks)
-            self.mesh.setup()
+        super().setup(ctx)
         tr = fc.tracking
         self.tracker_args = dict(iou_threshold=tr.iou_threshold, max_gap=tr.max_gap, min_length=tr.min_length)
         sc = fc.get("scene_cut")
@@ -105,9 +114,8 @@ class FacesStage(Stage):
     def teardown(self) -> None:
         if getattr(self, "video", None) is not None:
             self.video.close()
-        for part in (getattr(self, "detector", None), getattr(self, "mesh", None)):
-            if part is not None:
-                part.teardown()
+            self.video = None
+        super().teardown()
 
     # ------------------------------------------------------------------------------------------------ item
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:

@@ -4,6 +4,8 @@
 * :mod:`mikupal.models.talknet` — TalkNet active speaker detector (``pretrain_TalkSet.model``), face-track
   crops and the demo's multi-duration scoring.
 * :mod:`mikupal.models.mfcc` — TalkNet's 100 Hz, 13-coefficient MFCC features (numpy/scipy only).
+* :mod:`mikupal.models.qwen_inputs` — Qwen2.5-Omni's video, audio and chat-token inputs built without its processor
+  (numpy and Pillow; used by ``annotator=transformers``).
 
 Importing this package is cheap: torch is imported only when a submodule or one of the names below is used.
 """

@@ -24,8 +24,6 @@ from dataclasses import replace
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from mikupal.media import read_audio
 from mikupal.models.melspec import level_dbfs
@@ -35,24 +33,15 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage
 
 log = logging.getLogger(__name__)
 
-#: Keys of ``conf/quality/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"min_seconds", "silence_dbfs", "workers"})
-#: Stage keys that do not change the output (left out of the config hash).
-OPERATIONAL_KEYS = frozenset({"workers"})
-
 
 class QualityStage(Stage):
     """Speech-quality scores per utterance (see the module docstring)."""
 
     name = "quality"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("quality",)
-
-    def stage_config(self) -> dict[str, Any]:
-        config = super().stage_config()
-        config["quality"] = {k: v for k, v in (config.get("quality") or {}).items() if k not in OPERATIONAL_KEYS}
-        return config
+    input_type = output_type = Utterance
+    backend_group = "quality"
+    operational_keys = ("quality.workers",)
+    backend: QualityScorer
 
     def setup(self, ctx: StageContext) -> None:
         qc = self.cfg.quality
@@ -62,9 +51,7 @@ class QualityStage(Stage):
         self.workers = int(qc.get("workers", 1) or 1)
         if self.workers < 1:
             raise ValueError(f"quality.workers must be >= 1, got {self.workers}")
-        resolved = OmegaConf.to_container(qc, resolve=True)
-        self.backend: QualityScorer = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
-        self.backend.setup()
+        super().setup(ctx)
 
     def unscorable(self, audio: np.ndarray) -> str | None:
         """Why ``audio`` cannot be scored (``too_short``, ``silent``), or ``None``."""

@@ -16,7 +16,6 @@ class SeparateStage(Stage):
     name = "separate"
     input_type = Recording
     output_type = Recording
-    config_keys = ("separate",)
     backend_group = "separate"
     backend: Separator
 

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mikupal.media import read_audio
@@ -50,10 +49,6 @@ from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: Keys of ``conf/speakers/*.yaml`` read by the stage; the others configure the backend.
-STAGE_KEYS = frozenset({"clustering", "voices", "workers"})
-#: Stage keys that do not change the output (left out of the config hash).
-OPERATIONAL_KEYS = frozenset({"workers"})
 
 
 def embedding_path(utterance_id: str) -> str:
@@ -80,14 +75,10 @@ class SpeakersStage(Stage):
     """Speaker clustering within each video (see the module docstring)."""
 
     name = "speakers"
-    input_type = Utterance
-    output_type = Utterance
-    config_keys = ("speakers",)
-
-    def stage_config(self) -> dict[str, Any]:
-        config = super().stage_config()
-        config["speakers"] = {k: v for k, v in (config.get("speakers") or {}).items() if k not in OPERATIONAL_KEYS}
-        return config
+    input_type = output_type = Utterance
+    backend_group = "speakers"
+    operational_keys = ("speakers.workers",)
+    backend: SpeakerEmbedder
 
     def setup(self, ctx: StageContext) -> None:
         sc = self.cfg.speakers
@@ -105,8 +96,7 @@ class SpeakersStage(Stage):
         self.workers = int(resolved.get("workers", 1) or 1)
         if self.workers < 1:
             raise ValueError(f"speakers.workers must be >= 1, got {self.workers}")
-        self.backend: SpeakerEmbedder = instantiate({k: v for k, v in resolved.items() if k not in STAGE_KEYS})
-        self.backend.setup()
+        super().setup(ctx)
 
     # ------------------------------------------------------------------------------------------ items
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance] | Drop:

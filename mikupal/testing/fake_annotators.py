@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mikupal.annotate.base import AnnotationRequest, Annotator, RolloutAnswer, check_stage_settings
+from mikupal.annotate.base import AnnotationRequest, Annotator, RolloutAnswer
 
 #: (item_id, transcript, audio path or None, face clip or None, modalities) of every request seen.
 REQUESTS: list[tuple] = []
@@ -14,9 +14,8 @@ class RecordingAnnotator(Annotator):
     model_id = "recording-v1"
     deterministic = True
 
-    def __init__(self, note: str = "", **stage_settings) -> None:
+    def __init__(self, note: str = "") -> None:
         self.note = note
-        self.stage_settings = check_stage_settings(stage_settings, "RecordingAnnotator")
 
     def annotate(self, request: AnnotationRequest, rollout: int = 0) -> RolloutAnswer:
         REQUESTS.append((request.item_id, request.transcript, request.audio, request.face_clip,

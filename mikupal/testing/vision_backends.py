@@ -23,8 +23,7 @@ class MouthDarknessDetector(ActiveSpeakerDetector):
     crop_size = 112
     crop_grey = True
 
-    def __init__(self, **stage_settings) -> None:
-        super().__init__(**stage_settings)
+    def __init__(self) -> None:
         self.sync = SyncDetector()
         self.seen: list[tuple[int, tuple[int, ...], int]] = []
 

@@ -10,10 +10,10 @@ placement, the Gemini key check, and ``mikupal-models`` naming the TalkNet-ASD f
 from __future__ import annotations
 
 import pytest
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mikupal import registry
+from mikupal.annotate.stage import build_annotator
 from mikupal.annotate.base import AnnotatorConfigError
 from mikupal.stage import StageContext
 from mikupal.testing.paper import compose_paper, paper_model_nodes
@@ -78,7 +78,7 @@ def test_the_local_annotator_fails_at_setup_with_the_placement(tmp_path, models_
 
 def test_gemini_without_its_key_fails_at_setup_naming_the_variable(monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    annotator = instantiate(compose_paper().annotator)
+    annotator = build_annotator(compose_paper())  # as the annotate stage builds it
     with pytest.raises(AnnotatorConfigError, match="GEMINI_API_KEY is not set"):
         annotator.setup()
 

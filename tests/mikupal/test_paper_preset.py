@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mikupal import registry
+from mikupal.stage import build_backend, stage_keys_of
 from mikupal.testing.paper import compose_paper, paper_model_nodes
 
 pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
@@ -37,7 +38,9 @@ def test_every_paper_model_missing_fails_at_setup_with_its_placement(models_dir,
     assert {node.model for _, node in nodes} >= {"mdx-net", "whisper-large-v3"}
     for path, node in nodes:
         entry = registry.get(node.model)
-        backend = instantiate(node)  # construction loads nothing
+        # built as its stage builds it (stage-level keys of conf/<group>/_stage.yaml left out); loads nothing
+        kwargs = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in stage_keys_of(path)}
+        backend = build_backend(path, kwargs)
         with pytest.raises(registry.ModelNotFoundError) as info:
             backend.setup()
         message = str(info.value)

@@ -29,20 +29,54 @@ def test_mikupal_never_imports_builder_or_eval():
     assert offenders == []
 
 
-BACKEND_GROUPS = ["extract", "separate", "vad", "asr", "faces", "asd", "annotator"]
+BACKEND_GROUPS = ["extract", "separate", "vad", "asr", "faces", "asd", "speakers", "quality", "annotator"]
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """The options of a config group (``_stage.yaml``, the stage-level keys the options extend, is not one)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _stage_of_group(group: str):
+    from mikupal.runner import load_stage
+    from mikupal.rundir import STAGE_ORDER
+
+    names = [n for n in STAGE_ORDER if getattr(type(load_stage(n, compose_pipeline("input=x", "run_dir=y"))),
+                                                 "backend_group", None) == group]
+    assert len(names) == 1, f"no stage builds its backend from config group {group!r}"
+    return names[0]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in BACKEND_GROUPS for o in _options(g)])
 def test_every_backend_option_composes_and_instantiates_without_loading_models(group, option, tmp_path):
+    from mikupal.runner import load_stage
+
     cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path / 'run'}", f"{group}={option}")
     node = cfg[group]
-    backend = instantiate(node)
+    backend = load_stage(_stage_of_group(group), cfg).build_backends()[group]  # how every stage builds it
     assert type(backend).__name__ == node._target_.rsplit(".", 1)[1]
     assert hasattr(backend, "setup") and hasattr(backend, "teardown")
+    if not load_stage(_stage_of_group(group), cfg).stage_keys():
+        assert type(instantiate(node)) is type(backend)  # groups without stage-level keys: the node is the backend
+
+
+@pytest.mark.parametrize("group", ["faces", "asd", "annotator", "speakers", "quality"])
+def test_stage_level_keys_are_declared_once_and_every_option_extends_them(group, tmp_path):
+    """conf/<group>/_stage.yaml holds the stage-level keys; each option pulls it in and builds without them."""
+    from omegaconf import OmegaConf
+
+    from mikupal.runner import load_stage
+
+    declared = set(OmegaConf.load(conf_dir() / group / "_stage.yaml"))
+    stage_cls = type(load_stage(_stage_of_group(group), compose_pipeline("input=x", "run_dir=y")))
+    assert stage_cls.stage_keys() == declared and declared
+    for option in _options(group):
+        text = (conf_dir() / group / f"{option}.yaml").read_text()
+        assert "- _stage" in text, f"conf/{group}/{option}.yaml does not extend _stage"
+        cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path}", f"{group}={option}")
+        assert declared <= set(cfg[group]), f"{group}={option} lacks stage-level keys"
+        kwargs = load_stage(_stage_of_group(group), cfg).backend_kwargs()
+        assert not declared & set(kwargs) and kwargs["_target_"] == cfg[group]._target_
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (conf_dir() / "preset").glob("*.yaml")))

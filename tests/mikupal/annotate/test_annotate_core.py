@@ -212,19 +212,20 @@ def test_aggregate_falls_back_to_configured_model_id_and_rejects_foreign_labels(
         aggregate([], MELD, "m", None)
 
 
-def test_backends_accept_stage_keys_and_reject_typos():
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
+def test_backends_are_built_without_stage_keys_and_typos_are_rejected(tmp_path):
     from mikupal.annotate.gemini import GeminiAnnotator
-    from mikupal.paths import conf_dir
+    from mikupal.annotate.stage import AnnotateStage, build_annotator
+    from mikupal.testing.config import compose_pipeline
 
-    node = OmegaConf.load(conf_dir() / "annotator" / "gemini.yaml")
-    backend = instantiate(node)  # what the project's config contract test does
-    assert isinstance(backend, GeminiAnnotator) and backend.stage_settings["max_in_flight"] == 8
+    cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path / 'run'}", "annotator=gemini")
+    backend = build_annotator(cfg)  # what the stage's setup and the runner's checks do
+    assert isinstance(backend, GeminiAnnotator) and cfg.annotator.max_in_flight == 8
+    assert "max_in_flight" in AnnotateStage.stage_keys() and not hasattr(backend, "max_in_flight")
     assert backend.client is None  # nothing is loaded or connected before setup()
+    typo = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path / 'run'}", "annotator=gemini",
+                            "+annotator.temprature=0.5")
     with pytest.raises(AnnotatorConfigError, match="unknown setting.*temprature"):
-        GeminiAnnotator(temprature=0.5)
+        build_annotator(typo)
 
 
 # ---------------------------------------------------------------------------------------------- issue 16

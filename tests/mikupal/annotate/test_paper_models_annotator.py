@@ -24,8 +24,8 @@ import soundfile as sf
 from mikupal import registry
 from mikupal.annotate.base import AnnotationError, AnnotationRequest, AnnotatorConfigError
 from mikupal.testing.servers import write_clip
-from mikupal.annotate.transformers_local import (
-    TransformersAnnotator,
+from mikupal.annotate.transformers_local import TransformersAnnotator
+from mikupal.models.qwen_inputs import (
     audio_features,
     audio_token_count,
     patchify,
@@ -33,7 +33,9 @@ from mikupal.annotate.transformers_local import (
     smart_resize,
     video_patches,
 )
+from mikupal.annotate.stage import build_annotator
 from mikupal.labels import as_label_set
+from mikupal.testing.config import compose_pipeline
 
 pytestmark = pytest.mark.paper  # the paper preset's models (stand-ins with the real layout)
 
@@ -278,8 +280,12 @@ def test_settings_are_checked_at_construction():
         TransformersAnnotator(dtype="int4")
     with pytest.raises(AnnotatorConfigError, match="annotator.device must be auto"):
         TransformersAnnotator(device="tpu")
-    with pytest.raises(AnnotatorConfigError, match="unknown setting"):
-        TransformersAnnotator(rollouts=1, base_url="http://x")  # an API-only key is a typo here
-    a = TransformersAnnotator(rollouts=3, modalities=["text"], temperature=0.7)
-    assert a.stage_settings == {"rollouts": 3, "modalities": ["text"]} and not a.deterministic
+    with pytest.raises(AnnotatorConfigError, match="unknown setting"):  # an API-only key is a typo here
+        build_annotator(compose_pipeline("input=x", "run_dir=y", "annotator=transformers", "annotator.rollouts=1",
+                                         "+annotator.base_url=http://x"))
+    cfg = compose_pipeline("input=x", "run_dir=y", "annotator=transformers", "annotator.rollouts=3",
+                           "annotator.modalities=[text]", "annotator.temperature=0.7")
+    a = build_annotator(cfg)  # the stage-level keys stay with the stage, the backend is built without them
+    assert {k: cfg.annotator[k] for k in ("rollouts", "modalities")} == {"rollouts": 3, "modalities": ["text"]}
+    assert isinstance(a, TransformersAnnotator) and not a.deterministic
     assert TransformersAnnotator().deterministic and not TransformersAnnotator.concurrent

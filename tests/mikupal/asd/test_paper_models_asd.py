@@ -16,10 +16,10 @@ import json
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 
 from mikupal import registry
 from mikupal.asd.base import TrackEvidence
+from mikupal.asd.stage import AsdStage
 from mikupal.asd.talknet import TalkNetDetector, retime_indices
 from mikupal.models.talknet import TalkNetScorer
 from mikupal.testing.config import compose_pipeline
@@ -195,8 +195,8 @@ def test_a_track_after_the_audio_scores_zero_without_failing(talknet_ckpt):
 
 def test_missing_checkpoint_fails_at_setup_with_the_placement(tmp_path, models_dir, no_network):
     cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path / 'run'}", "asd=talknet", "asd.device=cpu")
-    detector = instantiate(cfg.asd)  # the whole node (stage-level keys included); construction loads nothing
-    assert detector.stage_settings["threshold"] == 0.5
+    detector = AsdStage(cfg).build_backends()["asd"]  # as the stage builds it; construction loads nothing
+    assert cfg.asd.threshold == 0.5 and "threshold" in AsdStage.stage_keys()
     with pytest.raises(registry.ModelNotFoundError) as info:
         detector.setup()
     message = str(info.value)

@@ -150,8 +150,11 @@ def test_ray_worker_sets_up_a_model_stage_once_for_its_ranks_and_frees_it_after_
     freed = {int(p.stem.split("-")[0]): int(p.stem.split("-")[1]) / 1e9 for p in setups.glob("*.teardown")}
     later = {t["pid"] for t in tasks if t["start"] > last_separate}
     assert set(made) & later, "no worker that set separate up ran a task after the stage"
-    for pid in set(made) & later:  # a worker's next task after the stage frees it
-        assert pid in freed and freed[pid] > last_separate
+    # A worker's task frees the stage once Ray reports every separate task done; a task that starts in the moment
+    # between the last separate task's end and its result reaching Ray still sees it running, so not every such
+    # worker need have freed it, but one that ran later tasks did, and only after the stage.
+    assert set(freed) & later, f"no worker freed separate after the stage: {freed}"
+    assert all(t > last_separate for t in freed.values())
     assert set(freed) <= set(made)
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 
 from mikupal import registry
 from mikupal.faces.base import Detection
+from mikupal.faces.stage import FacesStage
 from mikupal.models import CheckpointMismatchError
+from mikupal.stage import BackendConfigError
 from mikupal.testing.config import compose_pipeline
 from mikupal.testing.paper_models import patterned_frame
 
@@ -28,12 +29,12 @@ def off_grid(value: float, offset: float, step: float) -> float:
 
 def s3fd_backend(tmp_path, *overrides):
     cfg = compose_pipeline(f"input={tmp_path}", f"run_dir={tmp_path / 'run'}", "faces=s3fd", *overrides)
-    return instantiate(cfg.faces)  # the whole node, stage-level keys included, as test_project does
+    return FacesStage(cfg).build_backends()["faces"]  # as the stage builds it (stage-level keys left out)
 
 
 def test_detections_are_anchor_boxes_in_pixels_of_the_given_frame(tmp_path, s3fd_ckpt):
     detector = s3fd_backend(tmp_path, f"faces.model={s3fd_ckpt}", "faces.device=cpu")
-    assert detector.stage_settings["analysis_fps"] == 25 and detector.scales == (0.25,)
+    assert "analysis_fps" in FacesStage.stage_keys() and detector.scales == (0.25,)
     with pytest.raises(RuntimeError, match=r"setup\(\) must be called"):
         detector.detect([patterned_frame(320, 180)])
     detector.setup()
@@ -124,6 +125,6 @@ def test_settings_are_checked_at_construction(tmp_path):
         S3fdDetector(scale=0)
     with pytest.raises(ValueError, match="faces.device must be auto, cpu, cuda or cuda:N"):
         S3fdDetector(device="gpu0")
-    with pytest.raises(TypeError, match="unknown faces settings"):
-        S3fdDetector(analysis_fps=25, max_sid=640)  # a typo of a stage-level key
+    with pytest.raises(BackendConfigError, match=r"unknown setting\(s\) \['max_sid'\]"):
+        s3fd_backend(tmp_path, "+faces.max_sid=640")  # a typo of a stage-level key
     assert s3fd_backend(tmp_path, "faces.scale=[0.25,0.5]").scales == (0.25, 0.5)
