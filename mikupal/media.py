@@ -352,7 +352,7 @@ def write_video(
     """Write a video file with PyAV: H.264 video and (by default) AAC audio. The one video writer of MIKU-PAL.
 
     Used for the ``asd`` stage's face clips (:mod:`mikupal.asd.clip`) and for every test and benchmark clip
-    (:func:`mikupal.testing.media.write_video`, ``tests/core/decode_media.py``).
+    (:func:`mikupal.testing.media.write_video`, ``mikupal/testing/decode_media.py``).
 
     Args:
         path: output file (its folder must exist).

@@ -10,7 +10,7 @@ statistics and ``torch.distributed`` (about 8 CPU-seconds on the 2-core machine,
 on a two-minute clip), while the computation itself is this file's ~40 lines of torch. The encoder here is the BERT
 forward pass of ``transformers.BertModel`` (post-layer-norm blocks, exact-erf GELU, additive attention mask) on the
 same weights and the same tokenizer (``tokenizers``, which ``transformers`` uses too), batched like
-``SentenceTransformer.encode`` (sentences sorted by length, padded per batch). ``tests/annotate`` checks that its
+``SentenceTransformer.encode`` (sentences sorted by length, padded per batch). ``tests/mikupal/annotate/test_minilm.py`` checks that its
 embeddings equal sentence-transformers' to 1e-5.
 """
 
