@@ -101,6 +101,12 @@ def stage_resources(name: str, runner_cfg: DictConfig, cluster_gpus: float) -> d
     return options
 
 
+#: How long a worker waits for the driver (the owner of the task refs) to say whether an earlier model stage's tasks
+#: are done. With no wait, a worker that has not yet heard back from the owner sees a finished stage as running and
+#: keeps its model; the wait ends as soon as the answer comes, so it costs this long only while that stage runs.
+STATUS_WAIT_S = 0.1
+
+
 class WorkerStages(StageHost):
     """A Ray worker's stage host: keeps up to ``keep`` set-up model stages between rank tasks (least recent first out).
 
@@ -133,7 +139,10 @@ class WorkerStages(StageHost):
         """Free every kept stage whose tasks (``stage_refs[name]``, all ranks) have all finished."""
         for key in list(self.kept):
             refs = stage_refs.get(key[0])
-            if refs and len(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) == len(refs):
+            if not refs:
+                continue
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=STATUS_WAIT_S, fetch_local=False)
+            if len(done) == len(refs):
                 self.kept.pop(key).teardown()
 
     def close(self, stage: Stage, *, failed: bool) -> None:
