@@ -270,7 +270,10 @@ def test_client_side_rate_limit_spaces_requests(stub, make, media_dir):
         list(pool.map(lambda r: annotator.annotate(r, 0), requests))
     arrivals = sorted(r.received for r in stub.generate_requests)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    assert len(arrivals) == 5 and min(gaps) > 0.08
+    # The limiter releases one request per 0.1 s; arrival at the server adds thread and socket jitter to each
+    # (0.063 s gaps seen on a loaded machine), so the rate is checked over the whole span (4 intervals = 0.4 s)
+    # and every gap only against what no limiter would give (5 parallel requests arrive within milliseconds).
+    assert len(arrivals) == 5 and arrivals[-1] - arrivals[0] > 0.32 and min(gaps) > 0.03
 
 
 # ---------------------------------------------------------------------------------------------- issue 16
