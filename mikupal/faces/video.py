@@ -445,7 +445,8 @@ class VideoReader:
             self._drop_decoder()
         if produced == 0 and len(indices):
             why = stats.read_error or (f"{stats.corrupt_packets} corrupt packet(s)" if stats.corrupt_packets else "")
-            raise VideoDecodeError(f"{self.path}: the video stream holds no decodable frames" + (f" ({why})" * bool(why)))
+            why = f" ({why})" if why else ""
+            raise VideoDecodeError(f"{self.path}: the video stream holds no decodable frames{why}")
 
     def _decoded(self, decoder: _ForgivingDecoder, start: float) -> Iterator[tuple[object, float]]:
         """Newly decoded ``(frame, time)`` pairs, remembering the last two for the next window."""

@@ -111,7 +111,7 @@ def zero_packets(src: Path, dst: Path, chosen: list[PacketInfo], keep: int = 0) 
 
 
 def counter_frame(index: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
-    """An RGB frame showing ``index`` (0..255): left half ``index // 16``, right half ``index % 16``, in grey steps of 16.
+    """An RGB frame showing ``index`` (0..255): left half ``index // 16``, right half ``index % 16``, in grey steps.
 
     The steps survive H.264 and any resize or colour conversion; :func:`counter_index` reads the index back.
     """
