@@ -19,7 +19,9 @@ Writing a stage:
   base leaves those keys out of the backend's constructor arguments;
 * load anything else the stage needs in :meth:`setup` (call ``super().setup(ctx)`` first);
 * implement :meth:`process` for one item; return :class:`Drop` to drop it with a counted reason;
-* optionally override :meth:`map` to process several items concurrently (API annotators).
+* optionally override :meth:`map` to process several items concurrently (API annotators); a stage that works on
+  ``N`` utterances at once in threads reads ``N`` with :meth:`Stage.worker_count` and runs them with
+  :func:`in_threads` (``quality.workers``, ``speakers.workers``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,6 +43,9 @@ from mikupal.paths import conf_dir
 from mikupal.rundir import atomic_write
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,19 @@ class Stage(ABC):
                 node.pop(last, None)
         return config
 
+    def worker_count(self, key: str) -> int:
+        """The number of items to work on at once, from the dotted config key ``key`` (``quality.workers``).
+
+        Absent, null or 0: 1. List ``key`` in :attr:`operational_keys` when each item's result does not depend on it.
+
+        Raises:
+            ValueError: a negative number.
+        """
+        workers = int(OmegaConf.select(self.cfg, key, default=None) or 1)
+        if workers < 1:
+            raise ValueError(f"{key} must be >= 1, got {workers}")
+        return workers
+
     # ------------------------------------------------------------------ backends
     @classmethod
     def stage_keys(cls) -> frozenset[str]:
@@ -211,6 +230,23 @@ class Stage(ABC):
             except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
                 result = e
             yield item, result, ctx.take_counts()
+
+
+def in_threads(function: Callable[[T], R], items: Sequence[T], workers: int, name: str) -> Iterator[R]:
+    """``function(item)`` for each of ``items``, ``workers`` at once in threads named ``name``; results in input order.
+
+    For stages that work on several utterances at once (``quality.workers``, ``speakers.workers``): ``function``
+    must be thread-safe and give each item exactly the result it gets alone, and is worth running in threads when
+    its work releases the GIL (onnxruntime, torch). With one worker, or one item, everything runs in the calling
+    thread. An exception ``function`` raises is raised here when its result is reached; items not started by then
+    are not run (as with ``ThreadPoolExecutor.map``). Catch per-item failures inside ``function`` to record them.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield function(item)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        yield from pool.map(function, items)
 
 
 def stage_keys_of(group: str) -> frozenset[str]:

@@ -78,44 +78,22 @@ def audio_bytes(path: str | os.PathLike[str], fmt: str = "wav", sampling_rate: i
 def sample_frames(path: str | os.PathLike[str], max_frames: int, grey: bool = False) -> list[np.ndarray]:
     """Up to ``max_frames`` frames evenly spread over a video (uint8 BGR ``(H, W, 3)``, or ``(H, W)`` if grey).
 
+    The frames of :func:`~mikupal.faces.video.spread_indices` over the clip's frame count, read by the one frame
+    sampler (:meth:`mikupal.faces.video.VideoReader.frames_at`): corrupt packets are skipped, and only the chosen
+    frames are kept, whatever the clip's length.
+
     Raises:
         MediaError: no video stream or nothing decodable.
     """
-    import av
+    from mikupal.faces.video import VideoReader, spread_indices
 
     if max_frames < 1:
         raise ValueError("max_frames must be >= 1")
-    fmt = "gray" if grey else "bgr24"
-    kept: list[tuple[int, np.ndarray]] = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path}: has no video stream")
-            stream = container.streams.video[0]
-            total = int(stream.frames or 0)
-            if not total and stream.duration is not None and stream.time_base and stream.average_rate:
-                total = int(float(stream.duration * stream.time_base) * float(stream.average_rate))
-            wanted = set(np.linspace(0, total - 1, max_frames).round().astype(int).tolist()) if total else None
-            stride = 1
-            for index, frame in enumerate(container.decode(stream)):
-                if wanted is not None:
-                    if index in wanted:
-                        kept.append((index, frame.to_ndarray(format=fmt)))
-                    continue
-                # unknown length: keep every stride-th frame, thinning out as the clip goes on (bounded memory)
-                if index % stride == 0:
-                    kept.append((index, frame.to_ndarray(format=fmt)))
-                    if len(kept) >= 2 * max_frames:
-                        stride *= 2
-                        kept = [(i, f) for i, f in kept if i % stride == 0]
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{path}: video cannot be decoded ({e})") from e
-    if not kept:
-        raise MediaError(f"{path}: the video stream holds no frames")
-    if len(kept) > max_frames:
-        idx = np.linspace(0, len(kept) - 1, max_frames).round().astype(int)
-        kept = [kept[i] for i in idx]
-    return [f for _, f in kept]
+    with VideoReader(path, threads=False) as reader:
+        wanted = spread_indices(reader.frame_count(), max_frames)
+        if not wanted:
+            raise MediaError(f"{path}: the video stream holds no frames")
+        return [image for _, image in reader.frames_at(wanted, fmt="gray" if grey else "bgr24")]
 
 
 def jpeg_bytes(frame: np.ndarray, max_side: int = 448, quality: int = 90) -> bytes:

@@ -61,14 +61,6 @@ log = logging.getLogger(__name__)
 #: Prompt used when the config has no ``prompt`` group (e.g. a caller that builds the stage config by hand).
 DEFAULT_PROMPT = "miku_pal_v2"
 
-#: Annotator keys that do not change what an annotation is (left out of the config hash).
-OPERATIONAL_KEYS = frozenset({
-    "max_cost", "max_in_flight", "requests_per_minute", "rate_burst", "timeout", "retry", "base_url", "api_key_env",
-    "cache_dir", "inline_max_bytes", "file_poll_interval", "file_poll_timeout", "delete_uploads", "prices",
-    "text_batch_size", "threads",
-})
-
-
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
@@ -104,6 +96,12 @@ class AnnotateStage(Stage):
     name = "annotate"
     input_type = output_type = Utterance
     config_keys = ("annotator", "prompt", "labels")
+    #: Annotator keys that do not change what an annotation is (left out of the config hash).
+    operational_keys = tuple(f"annotator.{key}" for key in (
+        "max_cost", "max_in_flight", "requests_per_minute", "rate_burst", "timeout", "retry", "base_url", "api_key_env",
+        "cache_dir", "inline_max_bytes", "file_poll_interval", "file_poll_timeout", "delete_uploads", "prices",
+        "text_batch_size", "threads",
+    ))
     backend_group = "annotator"
     config_error = AnnotatorConfigError
 
@@ -118,20 +116,17 @@ class AnnotateStage(Stage):
 
     # ------------------------------------------------------------------------------------------ configuration
     def stage_config(self) -> dict[str, Any]:
-        """Annotator settings that define the output (operational keys left out), label set, and prompt if used."""
-        annotator = dict(_container(self.cfg.get("annotator")) or {})
-        config: dict[str, Any] = {
-            "annotator": {k: v for k, v in sorted(annotator.items()) if k not in OPERATIONAL_KEYS},
-            "labels": _container(self.cfg.get("labels")),
-        }
+        """Annotator settings that define the output (:attr:`operational_keys` left out), label set, and the prompt
+        if the annotator uses one (API annotators)."""
+        config = super().stage_config()
         from mikupal.annotate.api import APIAnnotator
 
         try:
             uses_prompt = issubclass(_target_class(self.cfg.get("annotator")), APIAnnotator)
         except Exception:  # noqa: BLE001 - an unknown target fails clearly in setup(); hash the prompt meanwhile
             uses_prompt = True
-        if uses_prompt:
-            config["prompt"] = _container(self.cfg.get("prompt"))
+        if not uses_prompt:
+            config.pop("prompt")
         return config
 
     def _settings(self) -> dict[str, Any]:

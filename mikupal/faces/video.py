@@ -11,6 +11,15 @@ Decoding is as forgiving as ``ffmpeg``'s: a packet the decoder rejects is skippe
 (:class:`DecodeStats`), with a warning naming the file and the time, and the frames around it are used; a window
 fails only when none of its frames decode. Timestamps, not frame counts, place frames, so a variable-frame-rate
 (phone) video is analysed at the right times.
+
+This is the one frame sampler of MIKU-PAL. :func:`nearest_frames` picks, for each requested position, the nearest
+decoded frame; positions are times for the analysis windows (:meth:`VideoReader.window`) and frame indices for whole
+clips (:meth:`VideoReader.frames_at`), which the annotators use: ``N`` evenly spread frames
+(:func:`spread_indices`, :func:`mikupal.annotate.mediaprep.sample_frames`) or the frames Qwen's processor picks
+(:func:`mikupal.models.qwen_inputs.read_clip_frames`). All decode with the same forgiving decoder, keep only the
+frames they use (memory bounded by the number requested, whatever the clip's length) and raise
+:class:`VideoDecodeError` (a :class:`~mikupal.media.MediaError`) naming the file when there is no video stream or
+nothing decodes.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -122,6 +131,62 @@ def analysis_size(width: int, height: int, max_side: int | None) -> tuple[int, i
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
+def nearest_frames(
+    decoded: Iterable[tuple[T, float]], targets: Sequence[float], *, lead: float, hold: float
+) -> Iterator[tuple[int, T, float, bool]]:
+    """For each target position, the decoded item nearest it: the sampling rule of every frame reader here.
+
+    Args:
+        decoded: ``(item, position)`` pairs in increasing position (decoded frames with their time in seconds, or
+            their frame index); read lazily, never past the item that settles the last target.
+        targets: requested positions, ascending.
+        lead: a target more than ``lead`` before the first item is skipped (nothing was shown yet).
+        hold: when ``decoded`` ends first, the last item stands for the targets less than ``hold`` after it
+            (``0``: none, ``math.inf``: all).
+
+    Yields:
+        ``(k, item, position, held)`` for target ``k`` in order: ``item`` is the nearer of the items just before and
+        at or after the target (the earlier on a tie); ``held`` is true for the targets after the end.
+    """
+    n = len(targets)
+    if n == 0:
+        return
+    k = 0
+    prev: tuple[T, float] | None = None
+    for item, position in decoded:
+        while k < n and position >= targets[k]:
+            tk = targets[k]
+            if prev is None:
+                if position - tk > lead:  # before the first item
+                    k += 1
+                    continue
+                use = (item, position)
+            else:
+                use = prev if tk - prev[1] <= position - tk else (item, position)
+            yield k, use[0], use[1], False
+            k += 1
+        if k >= n:
+            return
+        prev = (item, position)
+    if prev is not None:
+        while k < n and targets[k] < prev[1] + hold:
+            yield k, prev[0], prev[1], True
+            k += 1
+
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """Up to ``count`` frame indices evenly spread over ``total`` frames, first and last included (ascending).
+
+    Fewer than ``count`` when the clip has fewer frames. The frame choice of :func:`mikupal.annotate.mediaprep.
+    sample_frames`.
+    """
+    if count < 1:
+        raise ValueError("max_frames must be >= 1")
+    if total < 1:
+        return []
+    return sorted(set(np.linspace(0, total - 1, count).round().astype(int).tolist()))
+
+
 def read_window(
     path: str | Path,
     start: float,
@@ -170,7 +235,9 @@ class VideoReader:
     The frames a window yields are exactly those :func:`read_window` yields for it. A window starting after the
     previous one (within :data:`CONTINUE_WITHIN` seconds) goes on decoding where that one stopped instead of seeking
     back to the keyframe before its start, so a video whose utterances are read in order is decoded about once,
-    not once per utterance plus the stretch from each utterance's keyframe. Close it (or use ``with``).
+    not once per utterance plus the stretch from each utterance's keyframe. :meth:`frames_at` reads frames by index
+    from the start of the clip instead (with :meth:`frame_count`, for the annotators' whole-clip samples). Close it
+    (or use ``with``).
 
     Raises:
         VideoDecodeError: the file cannot be opened or has no video stream.
@@ -209,6 +276,11 @@ class VideoReader:
         self._rate = float(vs.average_rate or vs.guessed_rate or 25)
         self._source_size = (vs.codec_context.width, vs.codec_context.height)
 
+    @property
+    def fps(self) -> float:
+        """The stream's average frame rate (else FFmpeg's guess, else 25)."""
+        return self._rate
+
     def __enter__(self) -> VideoReader:
         return self
 
@@ -227,11 +299,13 @@ class VideoReader:
         self._recent = []
         self._last_time = None
 
-    def _image(self, frame, size: tuple[int, int]) -> np.ndarray:
-        """The frame as RGB at ``size`` (converted and scaled by FFmpeg once; repeated frames reuse it)."""
+    def _image(self, frame, size: tuple[int, int] | None, fmt: str = "rgb24") -> np.ndarray:
+        """The frame in pixel format ``fmt`` at ``size`` (``None``: its own), converted and scaled by FFmpeg once;
+        repeated frames reuse it."""
         cached = self._cached
-        if cached is None or cached[0] is not frame or cached[1] != size:
-            self._cached = cached = (frame, size, frame.to_ndarray(format="rgb24", width=size[0], height=size[1]))
+        if cached is None or cached[0] is not frame or cached[1] != (size, fmt):
+            width, height = size if size is not None else (None, None)
+            self._cached = cached = (frame, (size, fmt), frame.to_ndarray(format=fmt, width=width, height=height))
         return cached[2]
 
     def _can_continue(self, first_target: float, start: float) -> bool:
@@ -253,13 +327,11 @@ class VideoReader:
         stats = stats if stats is not None else DecodeStats()
         rate, path = self._rate, self.path
         size = size if size is not None else self._source_size
-
-        def target(k: int) -> float:
-            return start + k / fps
+        targets = [start + k / fps for k in range(n_targets)]
 
         self._window_id += 1
         window_id = self._window_id
-        if self._can_continue(target(0), start):
+        if self._can_continue(targets[0], start):
             replay = list(self._recent)
         else:
             self._drop_decoder()
@@ -274,41 +346,107 @@ class VideoReader:
         decoder = self._decoder
         decoder.start_window(stats, stop_after=end + 2.0)
         produced = 0
-        k = 0
-        prev = None  # (frame, time)
+        last: tuple[int, bool] | None = None  # (k, held) of the last frame yielded
+
+        def check_decoded() -> None:
+            if produced == 0 and (stats.corrupt_packets or stats.read_error):
+                why = stats.read_error or f"{stats.corrupt_packets} corrupt packet(s)"
+                raise VideoDecodeError(f"{path}: video cannot be decoded at {start:.2f}-{end:.2f}s ({why})")
+
+        # a window starting before the stream's first frame shows nothing there; at the end of the stream (or of
+        # what decodes) the last frame stays on screen for one period
+        picks = nearest_frames(itertools.chain(replay, self._decoded(decoder, start)), targets, lead=0.5 / rate,
+                               hold=1.0 / rate - 1e-6)
         try:
-            for frame, t in itertools.chain(replay, self._decoded(decoder, start)):
-                while k < n_targets and t >= target(k):
-                    tk = target(k)
-                    if prev is None:
-                        if t - tk > 0.5 / rate:  # the window starts before the stream's first frame: nothing shown
-                            k += 1
-                            continue
-                        use = (frame, t)
-                    else:  # the nearer of the previous and this frame
-                        use = prev if tk - prev[1] <= t - tk else (frame, t)
-                    yield AnalysisFrame(index=k, time=tk, source_time=use[1], image=self._image(use[0], size))
-                    produced += 1
-                    k += 1
-                if k >= n_targets:
-                    break
-                prev = (frame, t)
+            for k, frame, t, held in picks:
+                if held:  # the stream ended: a window with decode errors and no frame yet fails here
+                    check_decoded()
+                yield AnalysisFrame(index=k, time=targets[k], source_time=t, image=self._image(frame, size))
+                produced += 1
+                last = (k, held)
         except BaseException:
             if window_id == self._window_id:  # a window left half way (an error, or its reader stopped early)
                 self._drop_decoder()  # is not continued
             raise
         finally:
             decoder.end_window()
-        if produced == 0 and (stats.corrupt_packets or stats.read_error):
-            why = stats.read_error or f"{stats.corrupt_packets} corrupt packet(s)"
-            raise VideoDecodeError(f"{path}: video cannot be decoded at {start:.2f}-{end:.2f}s ({why})")
-        if k < n_targets:  # end of the stream (or of what decodes): the last frame stays on screen for one period
-            if prev is not None:
-                while k < n_targets and target(k) < prev[1] + 1.0 / rate - 1e-6:
-                    yield AnalysisFrame(index=k, time=target(k), source_time=prev[1], image=self._image(prev[0], size))
-                    produced += 1
-                    k += 1
+        check_decoded()
+        if last is None or last[1] or last[0] < n_targets - 1:  # the stream ended before the window did
             self._drop_decoder()
+
+    def frame_count(self) -> int:
+        """Frames in the video stream: the container's count, else its video packets counted (no decoding).
+
+        A count the container states too high (or packets that decode to nothing) leaves :meth:`frames_at` fewer
+        frames than asked for; see its ``hold_last``.
+        """
+        import av
+
+        total = int(self._stream.frames or 0)
+        if total > 0:
+            return total
+        self._drop_decoder()
+        if self._used:
+            self._open()
+        self._used = True  # the next read starts over from a fresh open
+        packets = self._container.demux(self._stream)
+        try:
+            for packet in packets:
+                total += 1 if packet.size else 0
+        except av.error.FFmpegError as e:
+            log.warning("%s: reading the video stopped (%s); counted the %d frames read so far", self.path, e, total)
+        finally:
+            packets.close()
+        return total
+
+    def frames_at(
+        self,
+        indices: Sequence[int],
+        fmt: str = "rgb24",
+        size: tuple[int, int] | None = None,
+        hold_last: bool = False,
+        stats: DecodeStats | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The frames of the given indices (0: the first frame, in presentation order), decoded from the start.
+
+        Args:
+            indices: ascending frame indices (:func:`spread_indices`, Qwen's
+                :func:`~mikupal.models.qwen_inputs.sample_frame_indices`); decoding stops after the last.
+            fmt: FFmpeg pixel format of the images: ``rgb24`` (``(h, w, 3)``), ``bgr24``, ``gray`` (``(h, w)``).
+            size: ``(width, height)`` of the images (``None``: each frame's own).
+            hold_last: indices past the end of the stream get its last frame (a frame count stated too high);
+                otherwise they get nothing.
+            stats: filled in with the corrupt packets skipped (each loses its frame, so later indices shift by one)
+                and a read error, if any.
+
+        Yields:
+            ``(source index, image)`` for each index that has a frame, in order.
+
+        Raises:
+            VideoDecodeError: not one frame decodes.
+        """
+        stats = stats if stats is not None else DecodeStats()
+        self._drop_decoder()
+        if self._used:
+            self._open()
+        self._used = True
+        self._window_id += 1
+        decoder = self._decoder = _ForgivingDecoder(self._container, self._stream, self.path)
+        decoder.start_window(stats, stop_after=None)
+        produced = 0
+        numbered = ((frame, float(i)) for i, frame in enumerate(decoder))
+        try:
+            for _k, frame, index, _held in nearest_frames(numbered, [float(i) for i in indices], lead=0.5,
+                                                          hold=math.inf if hold_last else 0.0):
+                yield int(index), self._image(frame, size, fmt)
+                produced += 1
+        finally:
+            decoder.end_window()
+            self._drop_decoder()
+        if produced == 0 and len(indices):
+            why = stats.read_error or (f"{stats.corrupt_packets} corrupt packet(s)" if stats.corrupt_packets else "")
+            why = f" ({why})" if why else ""
+            raise VideoDecodeError(f"{self.path}: the video stream holds no decodable frames{why}")
 
     def _decoded(self, decoder: _ForgivingDecoder, start: float) -> Iterator[tuple[object, float]]:
         """Newly decoded ``(frame, time)`` pairs, remembering the last two for the next window."""

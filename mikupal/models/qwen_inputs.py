@@ -146,43 +146,25 @@ def read_clip_frames(
 ) -> tuple[list[np.ndarray], float]:
     """Sampled RGB frames of a video file and the sampling rate actually obtained (frames per second).
 
+    The frames :func:`sample_frame_indices` picks from the clip's frame count (stated by the container, else its
+    packets counted), read by the one frame sampler (:meth:`mikupal.faces.video.VideoReader.frames_at`); when the
+    stated count was too high the last frame stands in for the missing ones.
+
     Raises:
         MediaError: no video stream, or nothing decodable.
     """
-    import av
-
+    from mikupal.faces.video import VideoReader
     from mikupal.media import MediaError
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path}: has no video stream")
-            stream = container.streams.video[0]
-            video_fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-            total = int(stream.frames or 0)
-            if total <= 0:  # container without a frame count: count the packets first (no decoding)
-                total = sum(1 for packet in container.demux(stream) if packet.size)
-                container.seek(0)
-            keep = sample_frame_indices(total, video_fps, fps, min_frames, max_frames, temporal_patch_size)
-            wanted = {int(i) for i in keep}
-            frames: dict[int, np.ndarray] = {}
-            last = None
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted:
-                    frames[index] = frame.to_ndarray(format="rgb24")
-                last = frame
-                if index >= keep[-1]:
-                    break
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{path}: video cannot be decoded ({e})") from e
-    if not frames:
-        raise MediaError(f"{path}: the video stream holds no frames")
-    if len(frames) < len(keep) and last is not None:  # the stated frame count was too high: repeat the last frame
-        tail = last.to_ndarray(format="rgb24")
-        frames.update({int(i): tail for i in keep if int(i) not in frames})
-    ordered = [frames[int(i)] for i in keep]
+    with VideoReader(path, threads=False) as reader:
+        video_fps = reader.fps
+        total = reader.frame_count()
+        if total < 1:
+            raise MediaError(f"{path}: the video stream holds no frames")
+        keep = sample_frame_indices(total, video_fps, fps, min_frames, max_frames, temporal_patch_size)
+        frames = [image for _, image in reader.frames_at(keep.tolist(), fmt="rgb24", hold_last=True)]
     duration = total / video_fps
-    return ordered, len(ordered) / duration if duration > 0 else fps
+    return frames, len(frames) / duration if duration > 0 else fps
 
 
 # ---------------------------------------------------------------------------------------------- audio preprocessing

@@ -19,7 +19,6 @@ output nor the stage's config hash.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -29,7 +28,7 @@ from mikupal.media import read_audio
 from mikupal.models.melspec import level_dbfs
 from mikupal.quality.base import QualityScorer
 from mikupal.records import Quality, Utterance
-from mikupal.stage import Drop, Stage, StageContext, StopStage
+from mikupal.stage import Drop, Stage, StageContext, StopStage, in_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,7 @@ class QualityStage(Stage):
         self.min_seconds = float(qc.get("min_seconds", 1.0))
         self.silence_dbfs = float(qc.get("silence_dbfs", -60.0))
         self.rate = int(self.cfg.media.sampling_rate)
-        self.workers = int(qc.get("workers", 1) or 1)
-        if self.workers < 1:
-            raise ValueError(f"quality.workers must be >= 1, got {self.workers}")
+        self.workers = self.worker_count("quality.workers")
         super().setup(ctx)
 
     def unscorable(self, audio: np.ndarray) -> str | None:
@@ -99,7 +96,6 @@ class QualityStage(Stage):
                 return e
 
         items = list(items)
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="quality") as pool:
-            for item, scored in zip(items, pool.map(score, items)):
-                result = scored if isinstance(scored, BaseException) else self._result(item, *scored, ctx)
-                yield item, result, ctx.take_counts()
+        for item, scored in zip(items, in_threads(score, items, self.workers, "quality")):
+            result = scored if isinstance(scored, BaseException) else self._result(item, *scored, ctx)
+            yield item, result, ctx.take_counts()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -45,7 +44,7 @@ from mikupal.media import read_audio
 from mikupal.records import Speaker, Utterance
 from mikupal.speakers.base import Embedding, EmbeddingSkipped, SpeakerEmbedder
 from mikupal.speakers.clustering import cluster, count_voices, similarity_to_centroid
-from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
+from mikupal.stage import Drop, Stage, StageContext, StopStage, in_threads, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +92,7 @@ class SpeakersStage(Stage):
             if not 0.0 < value < 2.0:
                 raise ValueError(f"speakers.{name}.distance_threshold is a cosine distance in (0, 2), got {value}")
         self.rate = int(self.cfg.media.sampling_rate)
-        self.workers = int(resolved.get("workers", 1) or 1)
-        if self.workers < 1:
-            raise ValueError(f"speakers.workers must be >= 1, got {self.workers}")
+        self.workers = self.worker_count("speakers.workers")
         super().setup(ctx)
 
     # ------------------------------------------------------------------------------------------ items
@@ -135,11 +132,7 @@ class SpeakersStage(Stage):
     ) -> dict[str, tuple[Utterance, Sequence[Utterance] | BaseException, dict]]:
         """Embed and cluster one video; the result of every pending utterance by id."""
         ordered = sorted(utterances, key=lambda u: (u.start, u.id))
-        if self.workers > 1 and len(ordered) > 1:
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="speakers") as pool:
-                entries = list(pool.map(lambda u: self._entry(u, ctx, u.id in pending), ordered))
-        else:
-            entries = [self._entry(u, ctx, u.id in pending) for u in ordered]
+        entries = list(in_threads(lambda u: self._entry(u, ctx, u.id in pending), ordered, self.workers, "speakers"))
         embedded = [e for e in entries if e.embedding is not None]
         speakers: dict[str, Speaker] = {}
         labels = np.zeros(0, dtype=int)

@@ -4,6 +4,9 @@
   Matroska, MP3, Opus, FLAC, WAV, with cover art if asked.
 * :func:`packets` lists a file's packets (byte position, size, stream type, time).
 * :func:`truncate_in_last_audio_packet` and :func:`zero_packets` damage a file the way real downloads are damaged.
+* :func:`counter_frame` writes a frame's index in its pixels and :func:`counter_index` reads it back, so a test can
+  tell which source frame a sampler gave; :func:`write_vfr` writes such frames at irregular (phone-like,
+  :func:`phone_times`) times.
 """
 
 from __future__ import annotations
@@ -105,3 +108,76 @@ def zero_packets(src: Path, dst: Path, chosen: list[PacketInfo], keep: int = 0) 
     for p in chosen:
         data[p.pos + keep : p.pos + p.size - keep] = bytes(p.size - 2 * keep)
     dst.write_bytes(bytes(data))
+
+
+def counter_frame(index: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
+    """An RGB frame showing ``index`` (0..255): left half ``index // 16``, right half ``index % 16``, in grey steps.
+
+    The steps survive H.264 and any resize or colour conversion; :func:`counter_index` reads the index back.
+    """
+    width, height = size
+    img = np.empty((height, width, 3), np.uint8)
+    img[:, : width // 2] = (index // 16) * 16 + 8
+    img[:, width // 2 :] = (index % 16) * 16 + 8
+    return img
+
+
+def counter_index(image: np.ndarray) -> int:
+    """The index a decoded :func:`counter_frame` shows (RGB, BGR or grey, any size)."""
+    h, w = image.shape[:2]
+    hi = image[4 : h - 4, 4 : w // 2 - 4].mean()
+    lo = image[4 : h - 4, w // 2 + 4 : w - 4].mean()
+    return int(round((hi - 8) / 16)) * 16 + int(round((lo - 8) / 16))
+
+
+def phone_times(duration: float, seed: int = 0) -> np.ndarray:
+    """Irregular frame times like a phone's: intervals between 1/60 and 1/10 s, mostly near 1/30, with stalls."""
+    rng = np.random.default_rng(seed)
+    steps = rng.choice([1 / 60, 1 / 30, 1 / 30, 1 / 30, 1 / 24, 1 / 15, 1 / 10], size=int(duration * 60))
+    times = np.concatenate([[0.0], np.cumsum(steps)])
+    return times[times < duration]
+
+
+def write_vfr(
+    path: Path,
+    times: np.ndarray,
+    frame_of: Callable[[int, float], np.ndarray],
+    audio: np.ndarray | None = None,
+    sampling_rate: int = 16000,
+) -> Path:
+    """An MP4 whose frames are shown at the given irregular ``times`` (H.264, 1/90000 time base), with AAC audio."""
+    from fractions import Fraction
+
+    import av
+
+    first = frame_of(0, times[0])
+    with av.open(str(path), "w", format="mp4") as c:
+        vs = c.add_stream("libx264", rate=30)
+        vs.height, vs.width = first.shape[:2]
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"preset": "veryfast"}
+        vs.codec_context.time_base = Fraction(1, 90000)
+        vs.time_base = Fraction(1, 90000)
+        a = None
+        if audio is not None:
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "mono"
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_of(i, t)), format="rgb24")
+            frame.pts = int(round(t * 90000))
+            frame.time_base = Fraction(1, 90000)
+            for p in vs.encode(frame):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if a is not None:
+            samples = resample(audio, sampling_rate, 48000)
+            for s in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[s : s + 1024].reshape(1, -1).astype(np.float32),
+                                                   format="flt", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 48000, s, Fraction(1, 48000)
+                for p in a.encode(frame):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mikupal.media import read_audio
+from mikupal.testing.decode_media import counter_frame, counter_index, phone_times, write_vfr
 from mikupal.testing.media import write_video
 from mikupal.testing.talking_faces import speech_corpus, talking_clip
 from mikupal.testing.vision import make_utterances, probe_clip, run_vision
@@ -238,75 +239,16 @@ def test_video_stream_ending_before_the_audio(tmp_path, speech_data):
     assert run.asd_counts.get("asd.no_face.video_ended") == 1
 
 
-def _write_vfr(path, times, frame_of, audio=None, sampling_rate=16000):
-    """An MP4 whose frames are shown at the given irregular ``times`` (H.264, 1/90000 time base), with AAC audio."""
-    from fractions import Fraction
-
-    import av
-
-    from mikupal.media import resample
-
-    first = frame_of(0, times[0])
-    with av.open(str(path), "w", format="mp4") as c:
-        vs = c.add_stream("libx264", rate=30)
-        vs.height, vs.width = first.shape[:2]
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"preset": "veryfast"}
-        vs.codec_context.time_base = Fraction(1, 90000)
-        vs.time_base = Fraction(1, 90000)
-        a = None
-        if audio is not None:
-            a = c.add_stream("aac", rate=48000)
-            a.layout = "mono"
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_of(i, t)), format="rgb24")
-            frame.pts = int(round(t * 90000))
-            frame.time_base = Fraction(1, 90000)
-            for p in vs.encode(frame):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if a is not None:
-            samples = resample(audio, sampling_rate, 48000)
-            for s in range(0, len(samples), 1024):
-                frame = av.AudioFrame.from_ndarray(samples[s : s + 1024].reshape(1, -1).astype(np.float32),
-                                                   format="flt", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = 48000, s, Fraction(1, 48000)
-                for p in a.encode(frame):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
-    return path
-
-
-def _phone_times(duration: float, seed: int = 0) -> np.ndarray:
-    """Irregular frame times like a phone's: intervals between 1/60 and 1/10 s, mostly near 1/30, with stalls."""
-    rng = np.random.default_rng(seed)
-    steps = rng.choice([1 / 60, 1 / 30, 1 / 30, 1 / 30, 1 / 24, 1 / 15, 1 / 10], size=int(duration * 60))
-    times = np.concatenate([[0.0], np.cumsum(steps)])
-    return times[times < duration]
-
-
 def test_vfr_frames_are_placed_by_timestamp(tmp_path):
     """Each analysis frame shows the source frame nearest its time (frame index written in the pixels)."""
     from mikupal.faces.video import read_window
 
-    times = _phone_times(4.0)
-
-    def frame_of(i, _t):
-        img = np.empty((64, 96, 3), np.uint8)
-        img[:, :48] = (i // 16) * 16 + 8
-        img[:, 48:] = (i % 16) * 16 + 8
-        return img
-
-    path = _write_vfr(tmp_path / "vfr.mp4", times, frame_of)
+    times = phone_times(4.0)
+    path = write_vfr(tmp_path / "vfr.mp4", times, lambda i, _t: counter_frame(i))
     frames = list(read_window(path, 0.7, 3.3, 25))
     assert len(frames) == 65
     for f in frames:
-        h, w = f.image.shape[:2]
-        hi = f.image[4 : h - 4, 4 : w // 2 - 4].mean()
-        lo = f.image[4 : h - 4, w // 2 + 4 : w - 4].mean()
-        index = int(round((hi - 8) / 16)) * 16 + int(round((lo - 8) / 16))
+        index = counter_index(f.image)
         dist = np.abs(times - f.time)
         assert dist[index] <= dist.min() + 1e-3, (f.time, index, times[index])  # the nearest frame (ties either)
         assert abs(f.source_time - times[index]) < 1e-3
@@ -320,9 +262,9 @@ def test_variable_frame_rate_phone_video(tmp_path, speech_data):
     full = talking_clip(tmp_path / "cfr.mp4", 8.0, [BOX], size=(640, 360))  # for its audio, mouth track and segments
     face = astronaut_face(0)
     openings = full.extra["openings"][:, 0]
-    times = _phone_times(8.0, seed=1)
+    times = phone_times(8.0, seed=1)
     fine = np.interp(times, np.arange(len(openings)) / 25, openings)  # the mouth at each phone frame's own time
-    path = _write_vfr(
+    path = write_vfr(
         tmp_path / "phone.mp4", times, lambda i, t: faces_frame([face], [fine[i]], (640, 360), [BOX]), full.audio
     )
     assert probe(path).has_video

@@ -9,6 +9,7 @@ from mikupal.faces.artifact import WindowTracks
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker, iou_matrix
 from mikupal.faces.video import OpenVideo, VideoDecodeError, analysis_size, read_window, video_info
+from mikupal.testing.decode_media import counter_frame, counter_index
 from mikupal.testing.media import face_photo, write_video
 
 
@@ -16,22 +17,12 @@ from mikupal.testing.media import face_photo, write_video
 def counter_video(tmp_path_factory):
     """A 30 fps, 4 s video whose frame index is written in its pixels (left half: i // 16, right half: i % 16)."""
     path = tmp_path_factory.mktemp("counter") / "counter30.mp4"
-
-    def frame_at(i, t):
-        img = np.empty((64, 96, 3), np.uint8)
-        img[:, :48] = (i // 16) * 16 + 8
-        img[:, 48:] = (i % 16) * 16 + 8
-        return img
-
-    write_video(path, np.zeros(4 * 16000, np.float32), 16000, frame_at, duration=4.0, fps=30)
+    write_video(path, np.zeros(4 * 16000, np.float32), 16000, lambda i, _t: counter_frame(i), duration=4.0, fps=30)
     return path
 
 
 def _index(frame) -> int:
-    h, w = frame.image.shape[:2]
-    hi = frame.image[4 : h - 4, 4 : w // 2 - 4].mean()
-    lo = frame.image[4 : h - 4, w // 2 + 4 : w - 4].mean()
-    return int(round((hi - 8) / 16)) * 16 + int(round((lo - 8) / 16))
+    return counter_index(frame.image)
 
 
 def test_read_window_resamples_30fps_to_25fps_by_nearest_frame(counter_video):

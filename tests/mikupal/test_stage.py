@@ -1,0 +1,66 @@
+"""The Stage base's helpers: ``N items at once in threads`` (``in_threads``, ``Stage.worker_count``) and the
+operational keys left out of a stage's config hash."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from mikupal.stage import Stage, in_threads
+
+
+class _Plain(Stage):
+    name = "plain"
+    input_type = output_type = object
+
+    def process(self, item, ctx):
+        return [item]
+
+
+def test_in_threads_runs_workers_at_once_and_keeps_the_input_order():
+    both = threading.Barrier(2, timeout=10)  # passes only when two items run at the same time
+    names = set()
+
+    def work(i: int) -> int:
+        names.add(threading.current_thread().name)
+        if i < 2:
+            both.wait()
+        time.sleep(0.01 * (5 - i))  # later items finish first
+        return i * i
+
+    assert list(in_threads(work, list(range(5)), 2, "quality")) == [0, 1, 4, 9, 16]
+    assert names and all(n.startswith("quality") for n in names)
+
+
+@pytest.mark.parametrize("workers, items", [(1, [1, 2, 3]), (4, [7])])
+def test_in_threads_with_one_worker_or_one_item_runs_in_the_calling_thread(workers, items):
+    seen = []
+    out = in_threads(lambda i: seen.append(threading.current_thread()) or i + 1, items, workers, "x")
+    assert list(out) == [i + 1 for i in items] and set(seen) == {threading.current_thread()}
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_exception_is_raised_at_its_place_after_the_results_before_it(workers):
+    def work(i: int) -> int:
+        if i == 1:
+            raise KeyError("item 1")
+        return i
+
+    results = in_threads(work, [0, 1, 2, 3], workers, "x")
+    assert next(results) == 0
+    with pytest.raises(KeyError, match="item 1"):
+        next(results)
+    assert list(results) == []  # the iteration is over
+
+
+def test_worker_count_reads_the_dotted_key():
+    def count(node):
+        return _Plain(OmegaConf.create({"quality": node})).worker_count("quality.workers")
+
+    assert count({}) == 1 and count({"workers": None}) == 1 and count({"workers": 0}) == 1
+    assert count({"workers": 3}) == 3 and count({"workers": "2"}) == 2
+    with pytest.raises(ValueError, match=r"quality\.workers must be >= 1, got -1"):
+        count({"workers": -1})
