@@ -185,6 +185,19 @@ def test_silero_sequence_path_edge_lengths(speech_set, silero_streaming):
         SileroVad(sequence_model="silero-vad").setup()
 
 
+def test_how_silero_runs_its_model_does_not_enter_the_resume_hash(tmp_path, compose_cfg):
+    """``vad.sequence_model`` and ``vad.frames_per_call`` change speed, not spans: a run directory resumes across them."""
+    from mikupal.vad.stage import VadStage
+
+    def config(*overrides: str) -> dict:
+        return VadStage(compose_cfg(f"input={tmp_path}", f"run_dir={tmp_path}", *overrides)).stage_config()
+
+    default = config()
+    assert default == config("vad.sequence_model=null", "vad.frames_per_call=64")
+    assert "frames_per_call" not in default["vad"] and default["vad"]["threshold"] == 0.5
+    assert default != config("vad.threshold=0.6")
+
+
 def test_webrtc_on_clean_speech(webrtc, speech_set):
     spans = webrtc.detect(speech_set.audio, 16000)
     assert all(isinstance(v, float) for span in spans for v in span)
