@@ -16,15 +16,17 @@ Two ways to run it, with the same probabilities bit for bit (tests/mikupal/vad c
 * **sequence** (the default at 16 kHz): the package's ``silero_vad_16k_sequence.onnx`` export of the same network
   takes ``frames_per_call`` windows (each with its context) in one session call: the convolutional encoder runs
   over all of them as one batch, and its LSTM steps through them inside onnxruntime, its state carried from call
-  to call. About 4x less CPU than the streaming path (0.09 s against 0.36 s on the 33.7 s LibriVox set);
+  to call. About 3x less CPU than the streaming path (0.11 s against 0.36 s on the 33.7 s LibriVox set, one
+  thread; two onnxruntime threads were slower on the shared 2-core machine);
 * **streaming** (``sequence_model: null``, and always at 8 kHz, which the sequence export does not cover): the
-  streaming model ``silero_vad.onnx``, one window per session call, as the package's own wrapper runs it. The probabilities become spans by the rules of the package's
-``get_speech_timestamps`` (its defaults except those set here; no maximum span length): a span starts at a window
-at or above ``threshold``, ends where the probability first fell below ``threshold - 0.15`` once that silence has
-lasted ``min_silence_duration``, is dropped if not longer than ``min_speech_duration``, and is padded by
-``speech_pad`` on each side (half the gap when two spans are closer than twice the pad). Audio is decoded by the
-pipeline. Unlike WebRTC VAD, Silero keeps music out of the speech spans (precision 1.00 on LibriVox over real
-music at 3 dB SNR).
+  streaming model ``silero_vad.onnx``, one window per session call, as the package's own wrapper runs it.
+
+The probabilities become spans by the rules of the package's ``get_speech_timestamps`` (its defaults except those
+set here; no maximum span length): a span starts at a window at or above ``threshold``, ends where the probability
+first fell below ``threshold - 0.15`` once that silence has lasted ``min_silence_duration``, is dropped if not
+longer than ``min_speech_duration``, and is padded by ``speech_pad`` on each side (half the gap when two spans are
+closer than twice the pad). Audio is decoded by the pipeline. Unlike WebRTC VAD, Silero keeps music out of the
+speech spans (precision 1.00 on LibriVox over real music at 3 dB SNR).
 """
 
 from __future__ import annotations

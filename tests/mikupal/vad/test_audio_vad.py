@@ -186,7 +186,8 @@ def test_silero_sequence_path_edge_lengths(speech_set, silero_streaming):
 
 
 def test_how_silero_runs_its_model_does_not_enter_the_resume_hash(tmp_path, compose_cfg):
-    """``vad.sequence_model`` and ``vad.frames_per_call`` change speed, not spans: a run directory resumes across them."""
+    """``vad.sequence_model`` and ``vad.frames_per_call`` change speed, not spans: a run directory resumes across
+    them."""
     from mikupal.vad.stage import VadStage
 
     def config(*overrides: str) -> dict:
