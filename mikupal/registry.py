@@ -115,6 +115,20 @@ REGISTRY: dict[str, ModelEntry] = {
             pip="silero-vad==6.2.3 (with --no-deps)",
         ),
         ModelEntry(
+            name="silero-vad-sequence",
+            preset="offline",
+            kind="package",
+            description="Silero VAD v6, 16 kHz ONNX export taking a whole sequence of windows per call (vad: silero)",
+            license="MIT",
+            source="PyPI silero-vad==6.2.3: silero_vad/data/silero_vad_16k_sequence.onnx",
+            files=("data/silero_vad_16k_sequence.onnx",),
+            sha256={
+                "data/silero_vad_16k_sequence.onnx": "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85"
+            },
+            package="silero_vad",
+            pip="silero-vad==6.2.3 (with --no-deps)",
+        ),
+        ModelEntry(
             name="rnnoise",
             preset="offline",
             kind="package",

@@ -24,6 +24,8 @@ class VadStage(Stage):
     output_type = Utterance
     config_keys = ("vad", "segmentation")
     backend_group = "vad"
+    #: How the Silero backend runs its model, not what it finds (same probabilities either way).
+    operational_keys = ("vad.sequence_model", "vad.frames_per_call")
     backend: VoiceActivityDetector
 
     @staticmethod

@@ -133,6 +133,72 @@ def test_silero_edge_cases(silero):
         SileroVad(threshold=1.5)
 
 
+@pytest.fixture(scope="module")
+def silero_streaming():
+    """The reference path: every window through the streaming model, one session call each."""
+    vad = SileroVad(sequence_model=None)
+    vad.setup()
+    return vad
+
+
+def _same_decisions(a: SileroVad, b: SileroVad, audio: np.ndarray, rate: int) -> None:
+    pa, pb = a.probabilities(audio, rate), b.probabilities(audio, rate)
+    assert len(pa) == len(pb) == -(-len(audio) // (512 if rate == 16000 else 256))
+    if len(pa):
+        assert np.max(np.abs(pa - pb)) < 1e-5  # 0.0 measured: the same network, same float operations
+    assert a.detect(audio, rate) == b.detect(audio, rate)
+
+
+@pytest.mark.parametrize("frames_per_call", [2048, 333])
+@pytest.mark.parametrize("music", [False, True], ids=["clean", "music"])
+def test_silero_sequence_path_equals_the_streaming_path(music, frames_per_call, speech_set, noisy_concat,
+                                                        silero_streaming):
+    """The sequence model (many windows per session call, the default) gives the streaming path's probabilities and
+    exactly its spans on the LibriVox set (33.7 s) and that set four times over (135 s, the benchmark's long
+    input), clean and over music at 3 dB; 333 windows per call puts call boundaries inside speech."""
+    sequence = SileroVad(frames_per_call=frames_per_call)
+    sequence.setup()
+    audio = noisy_concat if music else speech_set.audio
+    for signal in (audio, np.concatenate([audio] * 4)):
+        _same_decisions(sequence, silero_streaming, signal, 16000)
+    assert len(sequence.detect(audio, 16000)) == 5
+
+
+def test_silero_sequence_path_edge_lengths(speech_set, silero_streaming):
+    """Audio shorter than one call, exactly a whole number of calls, one sample over, shorter than a window, and
+    8 kHz input (which always runs the streaming model) all match the streaming path."""
+    import soxr
+
+    sequence = SileroVad(frames_per_call=64)  # 64 windows = 2.048 s per call
+    sequence.setup()
+    call = 64 * 512
+    speech = speech_set.audio
+    for length in (call * 5, call * 5 + 1, call - 1, call, 513, 511, 1):
+        _same_decisions(sequence, silero_streaming, speech[:length], 16000)
+    assert sequence.detect(speech[: call * 5], 16000)  # speech found, so the spans compared above are not all empty
+    assert sequence.probabilities(np.zeros(0, np.float32), 16000).shape == (0,)
+    audio8 = soxr.resample(speech[: call * 5 + 7], 16000, 8000).astype(np.float32)
+    _same_decisions(sequence, silero_streaming, audio8, 8000)
+    with pytest.raises(ValueError, match="frames_per_call"):
+        SileroVad(frames_per_call=0)
+    with pytest.raises(RuntimeError, match=r"vad.sequence_model.*silero_vad_16k_sequence.onnx"):
+        SileroVad(sequence_model="silero-vad").setup()
+
+
+def test_how_silero_runs_its_model_does_not_enter_the_resume_hash(tmp_path, compose_cfg):
+    """``vad.sequence_model`` and ``vad.frames_per_call`` change speed, not spans: a run directory resumes across
+    them."""
+    from mikupal.vad.stage import VadStage
+
+    def config(*overrides: str) -> dict:
+        return VadStage(compose_cfg(f"input={tmp_path}", f"run_dir={tmp_path}", *overrides)).stage_config()
+
+    default = config()
+    assert default == config("vad.sequence_model=null", "vad.frames_per_call=64")
+    assert "frames_per_call" not in default["vad"] and default["vad"]["threshold"] == 0.5
+    assert default != config("vad.threshold=0.6")
+
+
 def test_webrtc_on_clean_speech(webrtc, speech_set):
     spans = webrtc.detect(speech_set.audio, 16000)
     assert all(isinstance(v, float) for span in spans for v in span)
