@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -344,16 +345,53 @@ def sha256_of(path: Path, chunk: int = 16 << 20) -> str:
     return digest.hexdigest()
 
 
-_VERIFIED: dict[tuple[str, int, float], str] = {}
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+#: File in the models folder recording the sha256 of model files already hashed, by path, size and mtime, so that
+#: each new process (every Ray worker, SLURM task and CLI call) does not hash the same 145 MB again.
+VERIFIED_RECORD = "verified-sha256.json"
 
 
-def _verified_sha256(path: Path) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) within the process."""
+def _record_path() -> Path:
+    return models_dir() / VERIFIED_RECORD
+
+
+def _read_record() -> dict[str, list]:
+    try:
+        return json.loads(_record_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(path: Path, size: int, mtime_ns: int, digest: str) -> None:
+    """Add a hashed file to the record (best effort: an unwritable models folder only costs a rehash next time)."""
+    from mikupal.rundir import atomic_write_json
+
+    record = _read_record()
+    record[str(path)] = [size, mtime_ns, digest]
+    try:
+        atomic_write_json(_record_path(), record)
+    except OSError as e:
+        log.debug("could not record the sha256 of %s in %s: %s", path, _record_path(), e)
+
+
+def _verified_sha256(path: Path, use_record: bool = True) -> str:
+    """sha256 of a file, memoised per (path, size, mtime) within the process and, with ``use_record``, across
+    processes through :data:`VERIFIED_RECORD` (a file changed since it was hashed has another size or mtime and is
+    hashed again; ``mikupal-models verify`` always hashes)."""
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = sha256_of(path)
-    return _VERIFIED[key]
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED and use_record:
+        return _VERIFIED[key]
+    if use_record:
+        known = _read_record().get(str(path))
+        if known and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            _VERIFIED[key] = known[2]
+            return known[2]
+    digest = sha256_of(path)
+    _VERIFIED[key] = digest
+    _remember(path, stat.st_size, stat.st_mtime_ns, digest)
+    return digest
 
 
 def get(name: str) -> ModelEntry:
@@ -386,8 +424,11 @@ def _fix_hint(entry: ModelEntry) -> str:
     )
 
 
-def check(entry: ModelEntry, verify_hash: bool = True) -> Path:
+def check(entry: ModelEntry, verify_hash: bool = True, use_record: bool = True) -> Path:
     """Check an entry's files exist (and match their pinned sha256); return its folder or first file.
+
+    A file whose size and mtime match an earlier hashing (this process, or :data:`VERIFIED_RECORD`) is not hashed
+    again; ``use_record=False`` hashes every file.
 
     Raises:
         ModelNotFoundError: a file is missing or corrupt; the message names it and the command that fixes it.
@@ -398,7 +439,7 @@ def check(entry: ModelEntry, verify_hash: bool = True) -> Path:
         if not path.is_file():
             raise ModelNotFoundError(f"model {entry.name!r}: {path} is missing. Fix: {_fix_hint(entry)}")
         expected = entry.sha256.get(name)
-        if verify_hash and expected and _verified_sha256(path) != expected:
+        if verify_hash and expected and _verified_sha256(path, use_record) != expected:
             raise ModelNotFoundError(
                 f"model {entry.name!r}: {path} does not match its pinned sha256 (corrupt or a different release). "
                 f"Fix: {'rm -r ' + str(root) + ' && ' if entry.kind == 'assembled' else ''}{_fix_hint(entry)}"
@@ -483,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in names:
         try:
-            path = fetch(name) if args.command == "fetch" else check(get(name))
+            path = fetch(name) if args.command == "fetch" else check(get(name), use_record=False)
             print(f"ok       {name:<20} {path}")  # noqa: T201
         except (ModelNotFoundError, KeyError) as e:
             failed += 1

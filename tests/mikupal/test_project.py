@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,29 @@ def test_package_model_hash_is_checked(tmp_path, monkeypatch):
     with pytest.raises(registry.ModelNotFoundError, match="sha256.*scripts/setup.sh"):
         registry.check(entry)
     assert hashlib.sha256(b"not the model").hexdigest() not in entry.sha256.values()
+
+
+def test_model_hash_is_recorded_across_processes_and_redone_when_the_file_changes(tmp_path, monkeypatch):
+    """A model file hashed once is not hashed again by the next process (the record in the models folder); a file
+    changed since has another mtime and is hashed again, and `mikupal-models verify` always hashes."""
+    monkeypatch.setenv("MIKUPAL_MODELS_DIR", str(tmp_path / "models"))
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights v1")
+    registry._VERIFIED.clear()
+    assert registry._verified_sha256(model) == hashlib.sha256(b"weights v1").hexdigest()
+    assert (tmp_path / "models" / registry.VERIFIED_RECORD).is_file()
+
+    registry._VERIFIED.clear()  # a new process
+    hashed = []
+    real = registry.sha256_of
+    monkeypatch.setattr(registry, "sha256_of", lambda p: hashed.append(p) or real(p))
+    assert registry._verified_sha256(model) == hashlib.sha256(b"weights v1").hexdigest()
+    assert hashed == []
+    assert registry._verified_sha256(model, use_record=False) == hashlib.sha256(b"weights v1").hexdigest()
+    assert hashed == [model]
+
+    registry._VERIFIED.clear()
+    model.write_bytes(b"weights v2")
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1_000_000))
+    assert registry._verified_sha256(model) == hashlib.sha256(b"weights v2").hexdigest()
+    assert hashed == [model, model]
