@@ -166,13 +166,16 @@ class FacesStage(Stage):
         decode = DecodeStats()
         # Three threads work on one window: one decodes ahead (prefetch), one runs scene cuts and the detector on
         # batch k + 1 (_detect_batch) while this one runs the face mesh and the tracker on batch k (_finish_batch).
+        # The first batch is a quarter of faces.batch_size, so that the mesh starts after fewer decoded frames.
         pending: tuple[list[AnalysisFrame], Future] | None = None
+        batch_size = max(1, self.batch_size // 4)
         try:
             window = self.video.window(path, item.start, item.end, self.fps, size=size, stats=decode)
             with contextlib.closing(prefetch(window, depth=2 * self.batch_size)) as frames:
                 for frame in frames:
                     batch.append(frame)
-                    if len(batch) == self.batch_size:
+                    if len(batch) == batch_size:
+                        batch_size = self.batch_size
                         pending = self._next_batch(batch, state, pending)
                         batch = []
             if batch:  # the trailing partial batch is processed like any other
