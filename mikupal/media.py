@@ -345,7 +345,6 @@ def write_video(
     size: tuple[int, int] | None = None,
     crf: int = 23,
     preset: str = "veryfast",
-    threads: int | None = None,
     fmt: str | None = "mp4",
     options: dict | None = None,
     cover: np.ndarray | None = None,
@@ -359,8 +358,7 @@ def write_video(
         path: output file (its folder must exist).
         frames: RGB uint8 ``(H, W, 3)`` frames in order, or ``(index, frame)`` pairs that put each frame at
             ``index / fps`` (a clip whose first frames are missing keeps its sync with the audio); ``None``: no
-            video stream. A 2-D uint8 frame ``(H * 3 / 2, W)`` is taken as ``yuv420p`` planes (I420: Y, then U,
-            then V, as ``cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)`` gives) and encoded as they are.
+            video stream.
         fps: video frame rate (a fraction such as 30000/1001 is kept exact).
         audio: mono float samples at ``sampling_rate`` (``None``: no audio stream); values are clipped to ±1.
         audio_rate: the audio stream's sample rate (resampled with soxr); ``None``: ``sampling_rate``.
@@ -369,8 +367,6 @@ def write_video(
         size: ``(width, height)`` of the video; default: the first frame's. Frames are cut to it, and to even sides
             (yuv420p needs them).
         crf, preset: libx264 quality and speed.
-        threads: libx264 threads; ``None`` lets it choose (on a small frame it picks sliced threads, whose output
-            can differ between two runs of the same frames), 1 gives the same bytes every run.
         fmt: container (``mp4``, ``matroska``, ``mp3``, ``ipod`` for .m4a, ...); ``None`` guesses from the suffix.
         options: muxer options (e.g. ``{"movflags": "faststart"}``).
         cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as tagged MP3/M4A files carry).
@@ -388,13 +384,11 @@ def write_video(
         vstream = astream = cstream = None
         if first is not None:
             image = first[1] if isinstance(first, tuple) else first
-            width, height = size or (image.shape[1], image.shape[0] * 2 // 3 if image.ndim == 2 else image.shape[0])
+            width, height = size or (image.shape[1], image.shape[0])
             vstream = container.add_stream("libx264", rate=rate)
             vstream.width, vstream.height = width - width % 2, height - height % 2
             vstream.pix_fmt = "yuv420p"
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
-            if threads is not None:
-                vstream.options = {**vstream.options, "threads": str(int(threads))}
         if audio is not None:
             astream = container.add_stream(audio_codec, rate=audio_rate or sampling_rate)
             astream.layout = audio_layout
@@ -410,14 +404,8 @@ def write_video(
         if vstream is not None:
             for item in itertools.chain([first], frame_iter):
                 index, image = item if isinstance(item, tuple) else (written, item)
-                if image.ndim == 2:  # I420 planes of exactly the stream's size
-                    if image.shape != (vstream.height * 3 // 2, vstream.width):
-                        raise ValueError(f"{path}: yuv420p frame of shape {image.shape} for a "
-                                         f"{vstream.width}x{vstream.height} video")
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
-                else:
-                    image = np.ascontiguousarray(image[: vstream.height, : vstream.width])
-                    vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+                image = np.ascontiguousarray(image[: vstream.height, : vstream.width])
+                vf = av.VideoFrame.from_ndarray(image, format="rgb24")
                 vf.pts = int(index)
                 vf.time_base = 1 / rate
                 for packet in vstream.encode(vf):

@@ -130,11 +130,6 @@ def write_face_clip(
             if frame.index >= n_frames:
                 break
             cx, cy, half = geometry[frame.index]
-            # converted to yuv420p here by OpenCV: with FFmpeg's converter inside the encoder, clips of one input
-            # differed between runs
-            yield frame.index, cv2.cvtColor(crop_face(frame.image, cx, cy, half, size, margin), cv2.COLOR_RGB2YUV_I420)
+            yield frame.index, crop_face(frame.image, cx, cy, half, size, margin)
 
-    # one encoder thread and our own RGB -> yuv420p conversion (above): the clip's bytes are the same every run
-    return write_video(
-        path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset, threads=1
-    )
+    return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset)
