@@ -16,7 +16,8 @@ the ``asd`` stage reads. Per utterance:
    (the largest) per frame — frames with more are counted as ``faces.too_many_faces``;
 4. run the 468-point face mesh on each kept face and record its mouth opening (``faces.landmarks``; ``null`` skips
    it, for ASD backends that do not need it); a batch's faces are spread over ``faces.landmarks.workers``
-   interpreters in parallel threads;
+   interpreters in parallel threads, while a detector thread already detects the next batch (so decoding,
+   detection and the mesh keep both cores busy; the results are those of running them one after another);
 5. split at scene cuts (:mod:`mikupal.faces.scene`) and join detections into IoU tracks
    (:mod:`mikupal.faces.tracking`); boxes are stored in source-frame pixels.
 
@@ -36,6 +37,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +112,15 @@ class FacesStage(Stage):
         self.detector_name = _describe(self.detector)
         self.paths = input_video_paths(self.cfg)
         self.video = OpenVideo(threads=self.decode_threads)  # a video's utterances are decoded on, not re-seeked
+        self._detect_pool = ThreadPoolExecutor(1, thread_name_prefix="face-detect")  # one: scene cuts run in order
 
     def teardown(self) -> None:
         if getattr(self, "video", None) is not None:
             self.video.close()
             self.video = None
+        if getattr(self, "_detect_pool", None) is not None:
+            self._detect_pool.shutdown()
+            self._detect_pool = None
         super().teardown()
 
     # ------------------------------------------------------------------------------------------------ item
@@ -158,22 +164,33 @@ class FacesStage(Stage):
         state = _WindowState(tracker=tracker, scene=scene, scale=scale, size=size)
         batch: list[AnalysisFrame] = []
         decode = DecodeStats()
+        # Three threads work on one window: one decodes ahead (prefetch), one runs scene cuts and the detector on
+        # batch k + 1 (_detect_batch) while this one runs the face mesh and the tracker on batch k (_finish_batch).
+        # The first batch is a quarter of faces.batch_size, so that the mesh starts after fewer decoded frames.
+        pending: tuple[list[AnalysisFrame], Future] | None = None
+        batch_size = max(1, self.batch_size // 4)
         try:
-            # decoded in a second thread while this one runs the models
             window = self.video.window(path, item.start, item.end, self.fps, size=size, stats=decode)
             with contextlib.closing(prefetch(window, depth=2 * self.batch_size)) as frames:
                 for frame in frames:
                     batch.append(frame)
-                    if len(batch) == self.batch_size:
-                        self._run_batch(batch, state)
+                    if len(batch) == batch_size:
+                        batch_size = self.batch_size
+                        pending = self._next_batch(batch, state, pending)
                         batch = []
             if batch:  # the trailing partial batch is processed like any other
-                self._run_batch(batch, state)
+                pending = self._next_batch(batch, state, pending)
+            if pending is not None:
+                done, pending = pending, None
+                self._finish_batch(*done, state)
         except VideoDecodeError as e:
             log.warning("faces: %s: %s", item.id, e)
             if decode.corrupt_packets:
                 ctx.count("faces.corrupt_packets", decode.corrupt_packets)
             return WindowTracks(status="decode_failed", message=str(e), **base)
+        finally:
+            if pending is not None:  # the window stopped half way: let the detector thread finish its batch first
+                _settle(pending[1])
         if state.n_frames == 0 and info.duration is not None and item.start >= info.duration - 0.5 / self.fps:
             message = (
                 f"{path}: the video stream ends at {info.duration:.2f}s, before this utterance ({item.start:.2f}s)"
@@ -214,14 +231,34 @@ class FacesStage(Stage):
             **base,
         )
 
-    def _run_batch(self, batch: list[AnalysisFrame], state: _WindowState) -> None:
+    def _next_batch(
+        self, batch: list[AnalysisFrame], state: _WindowState, pending: tuple[list[AnalysisFrame], Future] | None
+    ) -> tuple[list[AnalysisFrame], Future]:
+        """Start detecting ``batch`` in the detector thread, then finish the batch before it (``pending``) here."""
+        started = (batch, self._detect_pool.submit(self._detect_batch, batch, state))
+        try:
+            if pending is not None:
+                self._finish_batch(*pending, state)
+        except BaseException:
+            _settle(started[1])  # the window stops: let the detector thread finish first
+            raise
+        return started
+
+    def _detect_batch(
+        self, batch: list[AnalysisFrame], state: _WindowState
+    ) -> tuple[list[bool], dict[int, list[Detection]]]:
+        """Scene cuts of a batch's frames and the detector's faces on its detector frames (the detector thread)."""
         # Scene cuts first: the frame after a cut is always given to the detector (carried boxes would be stale).
         cuts = [state.scene is not None and state.scene.update(f.image) for f in batch]
         to_detect = [i for i, f in enumerate(batch) if f.index % self.detect_every == 0 or cuts[i]]
         found = self.detector.detect([batch[i].image for i in to_detect]) if to_detect else []
         if len(found) != len(to_detect):
             raise RuntimeError(f"{self.detector_name}.detect returned {len(found)} results for {len(to_detect)} frames")
-        detections: dict[int, list[Detection]] = dict(zip(to_detect, found))
+        return cuts, dict(zip(to_detect, found))
+
+    def _finish_batch(self, batch: list[AnalysisFrame], detected_future: Future, state: _WindowState) -> None:
+        """Carry boxes between detector frames, run the face mesh and feed the tracker, for one batch in order."""
+        cuts, detections = detected_future.result()
         width, height = state.size
         kept_per_frame = []
         for i, frame in enumerate(batch):
@@ -291,6 +328,12 @@ class _WindowState:
         self.capped = 0
         self.tiny = 0
         self.mesh_missed = 0
+
+
+def _settle(future: Future) -> None:
+    """Cancel a detector job, or wait until it has finished (its result or error is not wanted any more)."""
+    if not future.cancel():
+        future.exception()
 
 
 def _describe(detector: Any) -> str:

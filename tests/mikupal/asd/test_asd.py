@@ -93,6 +93,29 @@ def test_clip_shows_the_chosen_face(two_speaker):
     assert 30 < x1 < 112 < x2 < 194 and (x2 - x1) > 90
 
 
+def test_two_runs_of_one_clip_give_the_same_tracks_and_scores(two_speaker, tmp_path):
+    """Track and score files are byte-identical between runs (decoding, detection and the mesh run in threads).
+
+    Face clips are not compared: libx264 has been seen to encode identical frames differently between runs in one
+    process (cause not yet found).
+    """
+    clip, first = two_speaker
+    spans = [(s.start, s.end) for s in clip.segments[:6]]
+    runs = []
+    for name in ("a", "b"):
+        utterances = make_utterances(tmp_path / name, clip.path, clip.audio, spans, name="two")
+        runs.append(run_vision(tmp_path / name, utterances))
+    files = sorted(
+        p.relative_to(runs[0].run_dir)
+        for p in runs[0].run_dir.rglob("*.json")
+        if p.parent.name in ("tracks", "scores")
+    )
+    assert len(files) == 12
+    for run in (runs[1], first):  # another run, and the fixture's run of the same utterances among others
+        differing = [str(f) for f in files if (runs[0].run_dir / f).read_bytes() != (run.run_dir / f).read_bytes()]
+        assert differing == []
+
+
 @pytest.fixture(scope="module")
 def narrator_clip(tmp_path_factory, speech_data):
     """A still face on screen while someone off screen speaks."""

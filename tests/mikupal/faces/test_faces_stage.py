@@ -55,7 +55,8 @@ def test_detecting_every_other_frame_gives_the_same_track(carphone, carphone_run
 
 
 def test_trailing_partial_batch_is_not_dropped(carphone, tmp_path):
-    """100 frames in batches of 32 leave a last batch of 4 frames: its detections must be there."""
+    """100 frames in batches of 32 (the first of 8) leave a last batch of 28 frames, in batches of 7 (the first of 1)
+    a last batch of 1: its detections must be there."""
     run = run_vision(
         tmp_path, [_carphone_utterance(carphone)], "faces.batch_size=32", "faces.detect_every=1", asd=False
     )
