@@ -350,7 +350,6 @@ def write_video(
     cover: np.ndarray | None = None,
     frame_format: str = "rgb24",
     colour: dict[str, int] | None = None,
-    threads: int | None = None,
 ) -> int:
     """Write a video file with PyAV: H.264 video and (by default) AAC audio. The one video writer of MIKU-PAL.
 
@@ -380,8 +379,6 @@ def write_video(
             ``AVColorSpace``/``AVColorRange`` numbers, as :attr:`mikupal.faces.video.VideoReader.colour` gives a
             source's), tagged on the stream so the copied YUV decodes as the source's; ``None``: untagged (BT.601,
             limited range, what RGB frames are converted to).
-        threads: libx264 threads (``None``: its default, frame threads for every core; ``1`` costs about a quarter
-            less CPU on a 224 px face clip).
 
     Returns:
         The number of video frames written.
@@ -404,8 +401,6 @@ def write_video(
             vstream.width, vstream.height = width - width % 2, height - height % 2
             vstream.pix_fmt = "yuv420p"
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
-            if threads is not None:
-                vstream.codec_context.thread_count = int(threads)
             for key, value in (colour or {}).items():
                 if key not in ("colorspace", "color_range"):
                     raise ValueError(f"{path}: unknown colour tag {key!r} (colorspace, color_range)")

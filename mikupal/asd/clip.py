@@ -151,7 +151,6 @@ def write_face_clip(
     preset: str = "veryfast",
     fmt: str = "rgb24",
     colour: dict[str, int] | None = None,
-    threads: int | None = None,
 ) -> int:
     """Encode the face-crop clip of ``track`` with the utterance audio into ``path`` (an ``.mp4``).
 
@@ -165,7 +164,6 @@ def write_face_clip(
         size: clip width and height. crf, preset: libx264 quality and speed.
         colour: yuv420p frames' matrix and range (the source's, :attr:`mikupal.faces.video.VideoReader.colour`),
             tagged on the clip.
-        threads: libx264 threads (``None``: its default).
 
     Returns:
         The number of video frames written.
@@ -183,4 +181,4 @@ def write_face_clip(
             yield frame.index, crop(frame.image, cx, cy, half, size, margin)
 
     return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset,
-                       frame_format=fmt, colour=colour if fmt == "yuv420p" else None, threads=threads)
+                       frame_format=fmt, colour=colour if fmt == "yuv420p" else None)

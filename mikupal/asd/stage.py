@@ -396,7 +396,6 @@ class AsdStage(Stage):
                         preset=str(cc.preset),
                         fmt=fmt,
                         colour=reader.colour,
-                        threads=cc.get("threads"),
                     ),
                 )
         except (VideoDecodeError, MediaError, OSError) as e:
