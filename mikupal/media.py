@@ -348,6 +348,8 @@ def write_video(
     fmt: str | None = "mp4",
     options: dict | None = None,
     cover: np.ndarray | None = None,
+    frame_format: str = "rgb24",
+    colour: dict[str, int] | None = None,
 ) -> int:
     """Write a video file with PyAV: H.264 video and (by default) AAC audio. The one video writer of MIKU-PAL.
 
@@ -370,6 +372,13 @@ def write_video(
         fmt: container (``mp4``, ``matroska``, ``mp3``, ``ipod`` for .m4a, ...); ``None`` guesses from the suffix.
         options: muxer options (e.g. ``{"movflags": "faststart"}``).
         cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as tagged MP3/M4A files carry).
+        frame_format: ``rgb24`` (the frames are RGB, converted to yuv420p for the encoder) or ``yuv420p`` (each
+            frame ``(H * 3 // 2, W)``: the Y plane above the U and V planes, as PyAV's ``to_ndarray`` gives them,
+            encoded as they are; its size must be the stream's, even).
+        colour: the YUV matrix and range of yuv420p frames, ``{"colorspace": ..., "color_range": ...}`` (FFmpeg's
+            ``AVColorSpace``/``AVColorRange`` numbers, as :attr:`mikupal.faces.video.VideoReader.colour` gives a
+            source's), tagged on the stream so the copied YUV decodes as the source's; ``None``: untagged (BT.601,
+            limited range, what RGB frames are converted to).
 
     Returns:
         The number of video frames written.
@@ -384,11 +393,18 @@ def write_video(
         vstream = astream = cstream = None
         if first is not None:
             image = first[1] if isinstance(first, tuple) else first
-            width, height = size or (image.shape[1], image.shape[0])
+            if frame_format not in ("rgb24", "yuv420p"):
+                raise ValueError(f"{path}: frame_format must be rgb24 or yuv420p, got {frame_format!r}")
+            shape = image.shape if frame_format == "rgb24" else (image.shape[0] * 2 // 3, image.shape[1])
+            width, height = size or (shape[1], shape[0])
             vstream = container.add_stream("libx264", rate=rate)
             vstream.width, vstream.height = width - width % 2, height - height % 2
             vstream.pix_fmt = "yuv420p"
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
+            for key, value in (colour or {}).items():
+                if key not in ("colorspace", "color_range"):
+                    raise ValueError(f"{path}: unknown colour tag {key!r} (colorspace, color_range)")
+                setattr(vstream.codec_context, key, int(value))
         if audio is not None:
             astream = container.add_stream(audio_codec, rate=audio_rate or sampling_rate)
             astream.layout = audio_layout
@@ -404,8 +420,14 @@ def write_video(
         if vstream is not None:
             for item in itertools.chain([first], frame_iter):
                 index, image = item if isinstance(item, tuple) else (written, item)
-                image = np.ascontiguousarray(image[: vstream.height, : vstream.width])
-                vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+                if frame_format == "yuv420p":
+                    if image.shape != (vstream.height * 3 // 2, vstream.width):
+                        raise ValueError(f"{path}: a yuv420p frame of shape {image.shape} in a "
+                                         f"{vstream.width}x{vstream.height} video")
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+                else:
+                    image = np.ascontiguousarray(image[: vstream.height, : vstream.width])
+                    vf = av.VideoFrame.from_ndarray(image, format="rgb24")
                 vf.pts = int(index)
                 vf.time_base = 1 / rate
                 for packet in vstream.encode(vf):

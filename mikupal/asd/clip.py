@@ -23,6 +23,9 @@ from mikupal.media import write_video
 log = logging.getLogger(__name__)
 
 PAD_VALUE = 110
+#: The grey ``PAD_VALUE`` in yuv420p (BT.601, limited range: ``Y = 16 + 110 * 219 / 255``, neutral chroma), the
+#: padding of a clip cropped from yuv420p frames (:func:`crop_face_yuv`).
+PAD_YUV = (110, 128, 128)
 
 
 def smooth_track_boxes(track: FaceTrack, n_frames: int, smooth: int = 13) -> np.ndarray:
@@ -49,12 +52,20 @@ def smooth_track_boxes(track: FaceTrack, n_frames: int, smooth: int = 13) -> np.
 
 
 def crop_face(
-    frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4, offset: float = 0.0
+    frame: np.ndarray,
+    cx: float,
+    cy: float,
+    half: float,
+    size: int,
+    margin: float = 0.4,
+    offset: float = 0.0,
+    pad: int = PAD_VALUE,
 ) -> np.ndarray:
     """Square crop of side ``2 * half * (1 + margin)`` centred on ``(cx, cy + offset * half)``, resized to ``size``.
 
     ``offset`` moves the crop down by a fraction of the half-size: TalkNet's crops use ``offset = margin`` (0.4), so
-    the mouth lands in the centre of the crop.
+    the mouth lands in the centre of the crop. ``frame`` is RGB ``(h, w, 3)`` or one plane ``(h, w)``; ``pad`` fills
+    what lies outside it.
     """
     cy = cy + offset * half
     side = max(2.0 * half * (1.0 + margin), 2.0)
@@ -63,8 +74,36 @@ def crop_face(
     m = np.array([[k, 0.0, size / 2 - 0.5 + k * (0.5 - cx)], [0.0, k, size / 2 - 0.5 + k * (0.5 - cy)]])
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(
-        frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=(PAD_VALUE,) * 3
+        frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=(pad,) * 3
     )
+
+
+def crop_face_yuv(frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4) -> np.ndarray:
+    """:func:`crop_face` of a yuv420p frame, as a yuv420p frame: each plane cropped and resized on its own.
+
+    ``frame`` is ``(h * 3 // 2, w)``, the Y plane above the U and V planes at half resolution (PyAV's
+    ``to_ndarray(format="yuv420p")``); so is the result, ``(size * 3 // 2, size)`` (``size`` even). The chroma
+    planes take the same square in their own coordinates (halved), so no full frame is ever converted to RGB; the
+    outside is :data:`PAD_YUV`. The pixels differ from the RGB crop's converted to yuv420p only by resampling order
+    (tests/mikupal/asd/test_clip.py bounds the difference).
+    """
+    if size % 2:
+        raise ValueError(f"a yuv420p crop needs an even size, got {size}")
+    h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+    flat = np.ascontiguousarray(frame).reshape(-1)
+    n, q = h * w, (h // 2) * (w // 2)
+    planes = (
+        flat[:n].reshape(h, w),
+        flat[n : n + q].reshape(h // 2, w // 2),
+        flat[n + q : n + 2 * q].reshape(h // 2, w // 2),
+    )
+    out = np.empty(size * size * 3 // 2, np.uint8)
+    s2 = size // 2
+    out[: size * size] = crop_face(planes[0], cx, cy, half, size, margin, pad=PAD_YUV[0]).reshape(-1)
+    for i, plane in enumerate(planes[1:]):
+        lo = size * size + i * s2 * s2
+        out[lo : lo + s2 * s2] = crop_face(plane, cx / 2, cy / 2, half / 2, s2, margin, pad=PAD_YUV[1 + i]).reshape(-1)
+    return out.reshape(size * 3 // 2, size)
 
 
 def collect_crops(
@@ -110,26 +149,36 @@ def write_face_clip(
     smooth: int = 13,
     crf: int = 23,
     preset: str = "veryfast",
+    fmt: str = "rgb24",
+    colour: dict[str, int] | None = None,
 ) -> int:
     """Encode the face-crop clip of ``track`` with the utterance audio into ``path`` (an ``.mp4``).
 
     Args:
         path: output file (write it through :func:`mikupal.stage.write_atomic`).
-        frames: the window's frames at ``fps`` (source resolution), in order.
+        frames: the window's frames at ``fps`` (source resolution), in order, in pixel format ``fmt``: ``rgb24``, or
+            ``yuv420p`` (cropped plane by plane with :func:`crop_face_yuv` and encoded without any RGB step: the
+            stage's choice for even-sized sources).
         track: the chosen track; n_frames: analysis frames of the window.
         audio: the utterance audio, mono float32 at ``sampling_rate``.
         size: clip width and height. crf, preset: libx264 quality and speed.
+        colour: yuv420p frames' matrix and range (the source's, :attr:`mikupal.faces.video.VideoReader.colour`),
+            tagged on the clip.
 
     Returns:
         The number of video frames written.
     """
+    if fmt not in ("rgb24", "yuv420p"):
+        raise ValueError(f"face clip frames must be rgb24 or yuv420p, got {fmt!r}")
     geometry = smooth_track_boxes(track, n_frames, smooth)
+    crop = crop_face_yuv if fmt == "yuv420p" else crop_face
 
     def crops() -> Iterator[tuple[int, np.ndarray]]:
         for frame in frames:
             if frame.index >= n_frames:
                 break
             cx, cy, half = geometry[frame.index]
-            yield frame.index, crop_face(frame.image, cx, cy, half, size, margin)
+            yield frame.index, crop(frame.image, cx, cy, half, size, margin)
 
-    return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset)
+    return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset,
+                       frame_format=fmt, colour=colour if fmt == "yuv420p" else None)

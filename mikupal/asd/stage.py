@@ -44,7 +44,7 @@ from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.stage import input_video_paths
 from mikupal.faces.tracking import FaceTrack
-from mikupal.faces.video import OpenVideo, VideoDecodeError, prefetch
+from mikupal.faces.video import OpenVideo, VideoDecodeError, VideoReader, prefetch
 from mikupal.media import MediaError, read_audio, write_audio
 from mikupal.records import Face, Utterance, Word
 from mikupal.stage import Drop, Stage, StageContext, StopStage, write_atomic
@@ -157,6 +157,16 @@ def _word_spans(item: Utterance) -> np.ndarray | None:
         return None
     spans = [(w.start - item.start, w.end - item.start) for w in item.words if w.end > w.start]
     return np.asarray(spans, dtype=np.float64).reshape(-1, 2) if spans else None
+
+
+def _clip_frame_format(reader: VideoReader) -> str:
+    """``yuv420p`` for a source of even size in yuv420p (most videos), whose face clip is cropped from the decoded
+    planes and encoded as it is (no full-frame RGB conversion, 1.1 -> 0.3 ms a 720p frame, and no RGB->YUV one
+    before the encoder); ``rgb24`` (the general path) for any other."""
+    width, height = reader.size
+    even = width % 2 == 0 and height % 2 == 0
+    rgb_coded = reader.colour["colorspace"] == 0  # AVCOL_SPC_RGB: planes hold G, B, R
+    return "yuv420p" if even and reader.pix_fmt == "yuv420p" and not rgb_coded else "rgb24"
 
 
 def clip_path(utterance_id: str) -> str:
@@ -363,8 +373,11 @@ class AsdStage(Stage):
             return None
         rel = clip_path(item.id)
         try:
-            # decoded in a second thread while this one crops and encodes
-            frames = self.video.window(self.video_path(item), window.start, window.end, window.fps)
+            # decoded in a second thread while this one crops and encodes; a yuv420p source is cropped as decoded
+            path = self.video_path(item)
+            reader = self.video.reader(path)
+            fmt = _clip_frame_format(reader)
+            frames = self.video.window(path, window.start, window.end, window.fps, fmt=fmt)
             with contextlib.closing(prefetch(frames)) as frames:
                 write_atomic(
                     ctx.path(rel),
@@ -381,6 +394,8 @@ class AsdStage(Stage):
                         smooth=int(cc.smooth),
                         crf=int(cc.crf),
                         preset=str(cc.preset),
+                        fmt=fmt,
+                        colour=reader.colour,
                     ),
                 )
         except (VideoDecodeError, MediaError, OSError) as e:

@@ -84,7 +84,7 @@ class AnalysisFrame:
         index: analysis frame index within the window (0, 1, ...).
         time: analysis time in seconds on the source's audio time line (``start + index / fps``).
         source_time: timestamp of the source frame used, same time line.
-        image: RGB uint8 ``(h, w, 3)``, resized as requested.
+        image: RGB uint8 ``(h, w, 3)``, resized as requested (or yuv420p ``(h * 3 // 2, w)`` when asked for).
     """
 
     index: int
@@ -289,6 +289,27 @@ class VideoReader:
         """The stream's average frame rate (else FFmpeg's guess, else 25)."""
         return self._rate
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The stream's ``(width, height)`` in pixels."""
+        return self._source_size
+
+    @property
+    def pix_fmt(self) -> str | None:
+        """The stream's FFmpeg pixel format (``yuv420p`` for most videos), ``None`` when unknown."""
+        return self._stream.codec_context.pix_fmt
+
+    @property
+    def colour(self) -> dict[str, int]:
+        """The stream's YUV matrix and range: FFmpeg's ``AVColorSpace`` (1: BT.709, 5/6: BT.601, 2: unspecified)
+        and ``AVColorRange`` (1: limited, 2: full, 0: unspecified) numbers.
+
+        yuv420p frames (:meth:`window` ``fmt``) keep them: a clip encoded from them carries them
+        (:func:`mikupal.media.write_video` ``colour``), so it decodes to the source's colours.
+        """
+        cc = self._stream.codec_context
+        return {"colorspace": int(cc.colorspace), "color_range": int(cc.color_range)}
+
     def __enter__(self) -> VideoReader:
         return self
 
@@ -329,9 +350,22 @@ class VideoReader:
         return self._recent[0][1] < first_target and start - self._recent[-1][1] <= CONTINUE_WITHIN
 
     def window(
-        self, start: float, end: float, fps: float, size: tuple[int, int] | None = None, stats: DecodeStats | None = None
+        self,
+        start: float,
+        end: float,
+        fps: float,
+        size: tuple[int, int] | None = None,
+        stats: DecodeStats | None = None,
+        fmt: str = "rgb24",
     ) -> Iterator[AnalysisFrame]:
-        """Yield the frames of ``[start, end)`` at ``fps`` (see :func:`read_window`, which this is the body of)."""
+        """Yield the frames of ``[start, end)`` at ``fps`` (see :func:`read_window`, which this is the body of).
+
+        ``fmt`` is the FFmpeg pixel format of the images: ``rgb24`` (``(h, w, 3)``), or ``yuv420p`` (the Y plane
+        above the U and V planes, ``(h * 3 // 2, w)`` as PyAV's ``to_ndarray`` gives them; even sizes only), which
+        a yuv420p source gives without any conversion (:mod:`mikupal.asd.clip` crops the face clip from it).
+        """
+        if fmt == "yuv420p" and any(v % 2 for v in (size or self._source_size)):
+            raise ValueError(f"{self.path}: yuv420p frames need an even width and height, not {self._source_size}")
         if fps <= 0:
             raise ValueError(f"analysis fps must be positive, got {fps}")
         n_targets = max(0, int(math.ceil((end - start) * fps - 1e-6)))
@@ -374,7 +408,7 @@ class VideoReader:
             for k, frame, t, held in picks:
                 if held:  # the stream ended: a window with decode errors and no frame yet fails here
                     check_decoded()
-                yield AnalysisFrame(index=k, time=targets[k], source_time=t, image=self._image(frame, size))
+                yield AnalysisFrame(index=k, time=targets[k], source_time=t, image=self._image(frame, size, fmt))
                 produced += 1
                 last = (k, held)
         except BaseException:
@@ -559,17 +593,23 @@ class OpenVideo:
         fps: float,
         size: tuple[int, int] | None = None,
         stats: DecodeStats | None = None,
+        fmt: str = "rgb24",
     ) -> Iterator[AnalysisFrame]:
-        """The frames of ``[start, end)`` of ``path`` at ``fps``, as :func:`read_window` gives them."""
+        """The frames of ``[start, end)`` of ``path`` at ``fps``, as :func:`read_window` gives them (``fmt``: see
+        :meth:`VideoReader.window`)."""
         if fps <= 0:
             raise ValueError(f"analysis fps must be positive, got {fps}")
         if max(0, int(math.ceil((end - start) * fps - 1e-6))) == 0:
             return iter(())
+        return self.reader(path).window(start, end, fps, size=size, stats=stats, fmt=fmt)
+
+    def reader(self, path: str | Path) -> VideoReader:
+        """The open reader of ``path`` (opened now, closing the previous file's, when the file changes)."""
         if self._reader is None or self._path != str(path):
             self.close()
             self._reader = VideoReader(path, threads=self.threads)
             self._path = str(path)
-        return self._reader.window(start, end, fps, size=size, stats=stats)
+        return self._reader
 
     def close(self) -> None:
         """Close the open file, if any."""
