@@ -217,6 +217,13 @@ def run_stages(workdir: Path, overrides: Sequence[str] = ()) -> dict:
     return out
 
 
+def _outputs(result):
+    """A stage's outputs for one item from its ``map``; the item's error raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
     """Correct-face rate of the default faces + asd stages on two-speaker clips with known truth."""
     import logging
@@ -251,10 +258,10 @@ def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
         ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
         faces, asd = FacesStage(cfg), AsdStage(cfg)
         faces.setup(ctx)
-        mids = [faces.process(u, ctx)[0] for u in utts]
+        mids = [_outputs(result)[0] for _, result, _ in faces.map(utts, ctx)]  # as the runner drives them
         faces.teardown()
         asd.setup(ctx)
-        outs = [asd.process(u, ctx)[0] for u in mids]
+        outs = [_outputs(result)[0] for _, result, _ in asd.map(mids, ctx)]
         asd.teardown()
         for u, seg in zip(outs, clip.segments):
             report = json.loads((run / "asd" / "scores" / f"{u.id}.json").read_text())
