@@ -24,6 +24,10 @@ threshold), ``asd_error`` (the detector failed; logged). Utterances are not drop
 ``filter`` stage decides what that means (only pieces too short at a cut are dropped, see step 1; an utterance
 all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in
 ``asd/scores/<id>.json``.
+
+``asd.workers`` utterances are worked on at once in threads (:meth:`AsdStage.map`), each worker taking blocks of
+``asd.worker_block`` consecutive utterances with its own decoder; every utterance gets the records, scores and
+counts it gets alone. Both keys only change the speed, so they are left out of the stage hash.
 """
 
 from __future__ import annotations
