@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,9 +131,21 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_stages(workdir: Path) -> dict:
-    """Run faces + asd over the utterances (called in a fresh process); returns timings and peak memory."""
+def folder_digest(folder: Path) -> str:
+    """SHA-256 (first 16 hex digits) of a folder's files, names and bytes: equal digests, byte-identical files."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def run_stages(workdir: Path, overrides: Sequence[str] = ()) -> dict:
+    """Run faces + asd over the utterances (called in a fresh process) with config ``overrides``; returns timings
+    and peak memory."""
     import logging
+    from collections import Counter
 
     from hydra import compose, initialize_config_dir
 
@@ -146,7 +159,10 @@ def run_stages(workdir: Path) -> dict:
     run = workdir / "run"
     utterances = [Utterance.from_dict(u) for u in json.loads((workdir / "utterances.json").read_text())]
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        cfg = compose("pipeline", overrides=[f"input={utterances[0].source}", f"run_dir={run}", "fail_fast=true"])
+        cfg = compose(
+            "pipeline",
+            overrides=[f"input={utterances[0].source}", f"run_dir={run}", "fail_fast=true", *overrides],
+        )
     ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
     out: dict = {}
     cpu0 = _cpu_s()
@@ -156,28 +172,34 @@ def run_stages(workdir: Path) -> dict:
     faces.setup(ctx)
     out["faces_setup_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    for u in utterances:
-        faces.process(u, ctx)
+    counts: Counter = Counter()
+    for _item, result, item_counts in faces.map(utterances, ctx):  # as the runner drives a stage
+        if isinstance(result, BaseException):
+            raise result
+        counts.update(item_counts)
     out["faces_s"] = time.perf_counter() - t
     faces.teardown()
     out["faces_wall_s"] = time.perf_counter() - wall0
     out["faces_cpu_s"] = _cpu_s() - cpu0
-    counts = ctx.take_counts()
     cpu1, wall1 = _cpu_s(), time.perf_counter()
     asd = AsdStage(cfg)
     t = time.perf_counter()
     asd.setup(ctx)
     out["asd_setup_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    results = [asd.process(u, ctx)[0] for u in utterances]
+    results = []
+    for _item, result, item_counts in asd.map(utterances, ctx):  # asd.workers utterances at once
+        if isinstance(result, BaseException):
+            raise result
+        results.append(result[0])
+        counts.update(item_counts)
     out["asd_s"] = time.perf_counter() - t
     asd.teardown()
     out["asd_wall_s"] = time.perf_counter() - wall1
     out["asd_cpu_s"] = _cpu_s() - cpu1
     out["wall_s"] = time.perf_counter() - wall0
     out["cpu_s"] = _cpu_s() - cpu0
-    counts.update(ctx.take_counts())
-    out["counts"] = counts
+    out["counts"] = dict(counts)
     out["faces_found"] = sum(r.face is not None for r in results)
     out["clips"] = sum(
         r.face is not None and r.face.clip is not None and (run / r.face.clip).is_file() for r in results
@@ -189,9 +211,17 @@ def run_stages(workdir: Path) -> dict:
                  for r in results]
         out["correct"] = sum(side == s for side, s in zip(sides, truth["speaker"]))
         out["decisions"] = sides
+    out["digest"] = {name: folder_digest(run / name) for name in ("faces/tracks", "asd/scores")}
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_rss_children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
+
+
+def _outputs(result):
+    """A stage's outputs for one item from its ``map``; the item's error raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
@@ -228,10 +258,10 @@ def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
         ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
         faces, asd = FacesStage(cfg), AsdStage(cfg)
         faces.setup(ctx)
-        mids = [faces.process(u, ctx)[0] for u in utts]
+        mids = [_outputs(result)[0] for _, result, _ in faces.map(utts, ctx)]  # as the runner drives them
         faces.teardown()
         asd.setup(ctx)
-        outs = [asd.process(u, ctx)[0] for u in mids]
+        outs = [_outputs(result)[0] for _, result, _ in asd.map(mids, ctx)]
         asd.teardown()
         for u, seg in zip(outs, clip.segments):
             report = json.loads((run / "asd" / "scores" / f"{u.id}.json").read_text())
@@ -306,11 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--two-speaker", type=int, default=0, help="also measure ASD accuracy on N-utterance clips")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="one two-speaker clip per seed")
     parser.add_argument("--real", action="store_true", help="also print the decision table on real footage")
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="also time the stages with these config overrides (space-separated, e.g. 'asd.workers=1'), "
+        "alternating with the default settings in each repeat; both tables are printed",
+    )
     parser.add_argument("--_run-stages", dest="run_stages", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_overrides", dest="overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.run_stages is not None:  # child process
-        print(json.dumps(run_stages(args.run_stages)))
+        print(json.dumps(run_stages(args.run_stages, args.overrides)))
         return 0
 
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -348,82 +385,102 @@ def main(argv: list[str] | None = None) -> int:
         else:
             info = make_inputs(workdir, args.duration, (width, height), args.fps, args.layout)
             saved.write_text(json.dumps({"key": key, "info": info}))
+        variants = {"default settings": []}
+        if args.compare:
+            variants[args.compare] = args.compare.split()
         load_before = os.getloadavg()
-        runs = []
+        all_runs: dict[str, list[dict]] = {name: [] for name in variants}
         for _ in range(max(1, args.repeats)):
-            shutil.rmtree(workdir / "run" / "faces", ignore_errors=True)
-            shutil.rmtree(workdir / "run" / "asd", ignore_errors=True)
-            proc = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--_run-stages", str(workdir)],
-                capture_output=True,
-                text=True,
-                cwd=str(REPO),
-            )
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr)
-                return proc.returncode
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            for name, overrides in variants.items():  # alternating, so both see the same load
+                shutil.rmtree(workdir / "run" / "faces", ignore_errors=True)
+                shutil.rmtree(workdir / "run" / "asd", ignore_errors=True)
+                proc = subprocess.run(
+                    [sys.executable, str(Path(__file__).resolve()), "--_run-stages", str(workdir),
+                     "--_overrides", *overrides],
+                    capture_output=True,
+                    text=True,
+                    cwd=str(REPO),
+                )
+                if proc.returncode != 0:
+                    sys.stderr.write(proc.stderr)
+                    return proc.returncode
+                all_runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
         load_after = os.getloadavg()
-
-        def med(key: str) -> float:
-            return float(statistics.median(r[key] for r in runs))
-
-        res = dict(runs[-1])
-        for key in ("faces_s", "asd_s", "faces_setup_s", "asd_setup_s", "faces_wall_s", "faces_cpu_s", "asd_wall_s",
-                    "asd_cpu_s", "wall_s", "cpu_s", "peak_rss_mib", "peak_rss_children_mib"):
-            res[key] = med(key) if key != "peak_rss_mib" else max(r[key] for r in runs)
-        res["peak_rss_children_mib"] = max(r["peak_rss_children_mib"] for r in runs)
-        frames = res["counts"].get("faces.frames", 0)
-        video_s, speech_s = info["duration"], info["speech_s"]
-        layout = "one face" if args.layout == "single" else "two faces"
-        rows = [
-            (
-                "clip",
-                f"{width}x{height} @ {args.fps} fps, {layout}, {video_s:.1f} s, {info['n']} utterances "
-                f"({speech_s:.1f} s)",
-            ),
-            (
-                "machine",
-                f"{os.cpu_count()} CPU cores, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-                f"({len(runs)} run(s), medians)",
-            ),
-            (
-                "faces stage",
-                f"{res['faces_s']:.1f} s ({1000 * res['faces_s'] / max(frames, 1):.1f} ms/frame, "
-                f"{frames:.0f} frames) + setup {res['faces_setup_s']:.2f} s",
-            ),
-            (
-                "asd stage",
-                f"{res['asd_s']:.1f} s ({1000 * res['asd_s'] / max(frames, 1):.1f} ms/frame) "
-                f"+ setup {res['asd_setup_s']:.2f} s",
-            ),
-            ("RTF wall / video", f"faces {res['faces_wall_s'] / video_s:.3f}, asd {res['asd_wall_s'] / video_s:.3f}, "
-                                 f"total {res['wall_s'] / video_s:.3f}"),
-            ("RTF CPU / video", f"faces {res['faces_cpu_s'] / video_s:.3f}, asd {res['asd_cpu_s'] / video_s:.3f}, "
-                                f"total {res['cpu_s'] / video_s:.3f}"),
-            ("RTF wall / utterances", f"{res['wall_s'] / speech_s:.3f}"),
-            ("RTF CPU / utterances", f"{res['cpu_s'] / speech_s:.3f}"),
-            ("peak memory", f"{res['peak_rss_mib']:.0f} MiB (largest child process {res['peak_rss_children_mib']:.0f} MiB)"),
-            (
-                "faces found",
-                f"{res['faces_found']}/{info['n']} (clips {res['clips']}), mean asd score {res['mean_score']:.3f}",
-            ),
-            ("frames with a face", f"{res['counts'].get('faces.frames_with_face', 0):.0f}/{frames:.0f}"),
-        ]
-        if "correct" in res:
-            rows.append(("correct face", f"{res['correct']}/{info['n']}"))
-        rows.append(("targets", "RTF wall / video <= 0.25 (issue 15), peak memory <= 2048 MiB"))
-        width_col = max(len(k) for k, _ in rows)
-        print("vision path benchmark (faces=blazeface, asd=sync)")
-        for key, value in rows:
-            print(f"  {key:<{width_col}}  {value}")
+        for name, runs in all_runs.items():
+            res = _table(runs, info, args, (width, height), load_before, load_after, name)
+            numbers.setdefault("results", {})[name] = res
         if args.json:
-            numbers.update({"clip": info, "result": res})
+            numbers.update({"clip": info, "result": numbers["results"]["default settings"]})
             args.json.write_text(json.dumps(numbers, indent=2))
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _table(runs: list[dict], info: dict, args: argparse.Namespace, size: tuple[int, int],
+           load_before: tuple[float, ...], load_after: tuple[float, ...], settings: str) -> dict:
+    """Print the table of one setting's runs (medians) and return its numbers."""
+    width, height = size
+
+    def med(key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    res = dict(runs[-1])
+    for key in ("faces_s", "asd_s", "faces_setup_s", "asd_setup_s", "faces_wall_s", "faces_cpu_s", "asd_wall_s",
+                "asd_cpu_s", "wall_s", "cpu_s", "peak_rss_mib", "peak_rss_children_mib"):
+        res[key] = med(key) if key != "peak_rss_mib" else max(r[key] for r in runs)
+    res["peak_rss_children_mib"] = max(r["peak_rss_children_mib"] for r in runs)
+    frames = res["counts"].get("faces.frames", 0)
+    video_s, speech_s = info["duration"], info["speech_s"]
+    layout = "one face" if args.layout == "single" else "two faces"
+    rows = [
+        (
+            "clip",
+            f"{width}x{height} @ {args.fps} fps, {layout}, {video_s:.1f} s, {info['n']} utterances "
+            f"({speech_s:.1f} s)",
+        ),
+        (
+            "machine",
+            f"{os.cpu_count()} CPU cores, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+            f"({len(runs)} run(s), medians)",
+        ),
+        (
+            "faces stage",
+            f"{res['faces_s']:.1f} s ({1000 * res['faces_s'] / max(frames, 1):.1f} ms/frame, "
+            f"{frames:.0f} frames) + setup {res['faces_setup_s']:.2f} s",
+        ),
+        (
+            "asd stage",
+            f"{res['asd_s']:.1f} s ({1000 * res['asd_s'] / max(frames, 1):.1f} ms/frame) "
+            f"+ setup {res['asd_setup_s']:.2f} s",
+        ),
+        ("RTF wall / video", f"faces {res['faces_wall_s'] / video_s:.3f}, asd {res['asd_wall_s'] / video_s:.3f}, "
+                             f"total {res['wall_s'] / video_s:.3f}"),
+        ("RTF CPU / video", f"faces {res['faces_cpu_s'] / video_s:.3f}, asd {res['asd_cpu_s'] / video_s:.3f}, "
+                            f"total {res['cpu_s'] / video_s:.3f}"),
+        ("RTF wall / utterances", f"{res['wall_s'] / speech_s:.3f}"),
+        ("RTF CPU / utterances", f"{res['cpu_s'] / speech_s:.3f}"),
+        ("peak memory", f"{res['peak_rss_mib']:.0f} MiB (largest child process {res['peak_rss_children_mib']:.0f} MiB)"),
+        (
+            "faces found",
+            f"{res['faces_found']}/{info['n']} (clips {res['clips']}), mean asd score {res['mean_score']:.3f}",
+        ),
+        ("frames with a face", f"{res['counts'].get('faces.frames_with_face', 0):.0f}/{frames:.0f}"),
+    ]
+    if "correct" in res:
+        rows.append(("correct face", f"{res['correct']}/{info['n']}"))
+    rows.append(("targets", "RTF wall / video <= 0.25 (issue 15), peak memory <= 2048 MiB"))
+    digests = {json.dumps(r["digest"], sort_keys=True) for r in runs}
+    rows.append(("track, score files", ", ".join(f"{k} {v}" for k, v in res["digest"].items())
+                 + ("" if len(digests) == 1 else " (differ between repeats)")))
+    if "decisions" in res:
+        rows.append(("decisions", "".join("-" if d is None else str(d) for d in res["decisions"])))
+    width_col = max(len(k) for k, _ in rows)
+    print(f"vision path benchmark (faces=blazeface, asd=sync; {settings})")
+    for key, value in rows:
+        print(f"  {key:<{width_col}}  {value}")
+    return res
 
 
 if __name__ == "__main__":

@@ -34,10 +34,14 @@ placed by timestamp, so variable-frame-rate video is analysed at the right times
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
-from collections.abc import Sequence
+import threading
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +113,9 @@ class FacesStage(Stage):
         self.scene_args = None
         if sc is not None and sc.get("enabled", True):
             self.scene_args = dict(threshold=sc.threshold, bins=tuple(sc.bins), min_gap=sc.min_gap)
+        # the tracker's scipy.optimize (and, for the asd stage that follows, scipy.signal) take 1-2 s to import:
+        # imported in a thread now, while the first window decodes, not when the first batch or utterance needs them
+        import_in_background(["scipy.optimize", *(["scipy.signal"] if _asd_follows(self.cfg) else [])])
         self.detector_name = _describe(self.detector)
         self.paths = input_video_paths(self.cfg)
         self.video = OpenVideo(threads=self.decode_threads)  # a video's utterances are decoded on, not re-seeked
@@ -125,8 +132,41 @@ class FacesStage(Stage):
 
     # ------------------------------------------------------------------------------------------------ item
     def process(self, item: Utterance, ctx: StageContext) -> Sequence[Utterance]:
+        return _drive(self._process_steps(item, ctx))
+
+    def map(
+        self, items: Iterable[Utterance], ctx: StageContext
+    ) -> Iterator[tuple[Utterance, Sequence[Utterance] | BaseException, dict]]:
+        """:meth:`process` of each utterance in order, the next window started before the last one is finished.
+
+        Once a window's last batch is with the detector thread, the next window starts (its frames decode, its first
+        batch goes to the detector right after that last batch) before this thread finishes the last batch (the face
+        mesh and the tracker) and writes the artifact: the cores do not wait for the end of one window and the start
+        of the next in turn. Each window is analysed exactly as alone (its own tracker, scene-cut state and counts).
+        """
+        current: list | None = None  # [item, steps, its context, _Outcome]: the window under way
         try:
-            result = self.analyse(item, ctx)
+            for item in items:
+                item_ctx = replace(ctx, _counts=Counter())  # this item's counts alone
+                steps = self._process_steps(item, item_ctx)
+                before, current = current, [item, steps, item_ctx, _step(steps)]  # to its first detector batch
+                if before is not None:
+                    yield _finish(*before)  # the window before ends while this one's first batch is detected
+                _raise_stop(current[3])
+                if current[3].paused:
+                    current[3] = _step(steps)  # on to its last batch
+                    _raise_stop(current[3])
+            if current is not None:
+                before, current = current, None
+                yield _finish(*before)
+        finally:
+            if current is not None:  # stopped early: end the window under way (its threads stop)
+                current[1].close()
+
+    def _process_steps(self, item: Utterance, ctx: StageContext) -> Generator[None, None, Sequence[Utterance]]:
+        """:meth:`process` as steps (see :meth:`_analyse_steps`)."""
+        try:
+            result = yield from self._analyse_steps(item, ctx)
         except (StopStage, KeyboardInterrupt):
             raise
         except Exception as e:  # a vision failure must not cost the utterance its audio
@@ -145,6 +185,12 @@ class FacesStage(Stage):
 
     def analyse(self, item: Utterance, ctx: StageContext) -> WindowTracks:
         """Detect, measure and track the faces of one utterance's window."""
+        return _drive(self._analyse_steps(item, ctx))
+
+    def _analyse_steps(self, item: Utterance, ctx: StageContext) -> Generator[None, None, WindowTracks]:
+        """:meth:`analyse` as a generator that pauses (yields) when its first batch has gone to the detector thread
+        (the window before it may finish now) and when its last has (the next window may start now); returns the
+        window's tracks. A window too short for a first batch pauses once."""
         base = dict(utterance_id=item.id, start=item.start, end=item.end, fps=self.fps, detector=self.detector_name)
         path = self.video_path(item)
         if not path.is_file():
@@ -175,12 +221,16 @@ class FacesStage(Stage):
                 for frame in frames:
                     batch.append(frame)
                     if len(batch) == batch_size:
+                        first = pending is None
                         batch_size = self.batch_size
                         pending = self._next_batch(batch, state, pending)
                         batch = []
+                        if first:
+                            yield  # the first batch is with the detector: the window before may finish now
             if batch:  # the trailing partial batch is processed like any other
                 pending = self._next_batch(batch, state, pending)
             if pending is not None:
+                yield  # the last batch is with the detector: the next window may start now
                 done, pending = pending, None
                 self._finish_batch(*done, state)
         except VideoDecodeError as e:
@@ -330,10 +380,77 @@ class _WindowState:
         self.mesh_missed = 0
 
 
+def _drive(steps: Generator[None, None, Any]) -> Any:
+    """Run a generator of steps to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+class _Outcome:
+    """Where a window's steps stand: ``paused``, or ended with ``value`` or ``error``."""
+
+    def __init__(self, paused: bool = False, value: Any = None, error: BaseException | None = None) -> None:
+        self.paused, self.value, self.error = paused, value, error
+
+
+def _step(steps: Generator[None, None, Any]) -> _Outcome:
+    """Run a generator of steps to its next pause (or its end), catching what it raises."""
+    try:
+        next(steps)
+        return _Outcome(paused=True)
+    except StopIteration as stop:
+        return _Outcome(value=stop.value)
+    except BaseException as e:  # noqa: BLE001 - handed to the caller (per-item errors are yielded)
+        return _Outcome(error=e)
+
+
+def _raise_stop(outcome: _Outcome) -> None:
+    """Raise what stops the whole stage (:class:`StopStage`, ``KeyboardInterrupt``); per-item errors stay."""
+    if isinstance(outcome.error, (StopStage, KeyboardInterrupt)):
+        raise outcome.error
+
+
+def _finish(
+    item: Utterance, steps: Generator, ctx: StageContext, outcome: _Outcome
+) -> tuple[Utterance, Sequence[Utterance] | BaseException, dict]:
+    """Run a window's remaining steps; ``(item, outputs or the exception it raised, its counts)``."""
+    while outcome.paused:
+        outcome = _step(steps)
+    _raise_stop(outcome)
+    if outcome.error is not None and not isinstance(outcome.error, Exception):
+        raise outcome.error
+    return item, outcome.error if outcome.error is not None else outcome.value, ctx.take_counts()
+
+
 def _settle(future: Future) -> None:
     """Cancel a detector job, or wait until it has finished (its result or error is not wanted any more)."""
     if not future.cancel():
         future.exception()
+
+
+def import_in_background(modules: Sequence[str]) -> threading.Thread:
+    """Import ``modules`` in a daemon thread, so that a later ``import`` finds them loaded (or waits for the import
+    under way instead of starting its own). A failure is left to that later import to raise."""
+
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - the import where the module is used raises it
+                log.debug("background import of %s failed: %s", name, e)
+
+    thread = threading.Thread(target=run, name="import", daemon=True)
+    thread.start()
+    return thread
+
+
+def _asd_follows(cfg: Any) -> bool:
+    """Whether the run's stages include ``asd`` (all stages when ``stages`` is null)."""
+    stages = cfg.get("stages")
+    return stages is None or "asd" in stages
 
 
 def _describe(detector: Any) -> str:
