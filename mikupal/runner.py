@@ -209,23 +209,27 @@ class PrefetchingHost(StageHost):
         self._pool: ThreadPoolExecutor | None = None
 
     def begin(self, plan: Sequence[tuple[Stage, StageContext]], eligible: Sequence[bool] | None = None) -> None:
-        """Start setting up the first ``ahead`` eligible stages (default: every stage whose
-        :attr:`~Stage.setup_in_background` is true)."""
+        """Start setting up the first eligible stage and the ``ahead`` eligible stages after it (default eligible:
+        every stage whose :attr:`~Stage.setup_in_background` is true)."""
         self.end()
         self._plan = list(plan)
         self._eligible = [
             bool(e) and s.setup_in_background
             for (s, _), e in zip(self._plan, eligible if eligible is not None else [True] * len(self._plan))
         ]
-        self._pool = ThreadPoolExecutor(max_workers=self.ahead, thread_name_prefix="mikupal-setup")
-        self._submit_after(-1)
+        # the first stage is about to run: it and the next ``ahead`` stages start setting up now
+        self._pool = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="mikupal-setup")
+        first = next((i for i, e in enumerate(self._eligible) if e), None)
+        if first is not None:
+            self._submit_after(first - 1, count=1)
+            self._submit_after(first)
 
     def _index(self, stage: Stage) -> int | None:
         return next((i for i, (s, _) in enumerate(self._plan) if s is stage), None)
 
-    def _submit_after(self, current: int) -> None:
-        """Submit the setups of the next ``ahead`` eligible stages after plan index ``current``."""
-        waiting = [i for i in range(current + 1, len(self._plan)) if self._eligible[i]][: self.ahead]
+    def _submit_after(self, current: int, count: int | None = None) -> None:
+        """Submit the setups of the next ``count`` (default ``ahead``) eligible stages after plan index ``current``."""
+        waiting = [i for i in range(current + 1, len(self._plan)) if self._eligible[i]][: count or self.ahead]
         for i in waiting:
             if i not in self._futures and self._pool is not None:
                 stage, ctx = self._plan[i]
