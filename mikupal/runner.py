@@ -15,7 +15,8 @@ Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls th
 ``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM
 jobs come from Hydra's submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)'
 runner.world_size=N``), where :class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last
-rank to finish runs ``finish``.
+rank to finish runs ``finish``. Who sets stages up and frees them is a :class:`StageHost`: with ``runner.prefetch``
+the local executor's :class:`PrefetchingHost` sets later stages up in background threads while earlier ones run.
 
 Guarantees:
 
