@@ -197,6 +197,9 @@ class PrefetchingHost(StageHost):
     would; a prefetched stage the runner skips (no pending items) or never reaches (a stop or an error) is torn
     down, at the latest by :meth:`end`. Stages with outputs in the run directory already (a resumed run) are not
     prefetched, so resuming a finished stage loads nothing.
+
+    Accounting: a stage's ``wall_time_s`` in ``summary.json`` leaves out the part of its setup that ran while
+    earlier stages worked, and those stages' ``cpu_time_s`` (CPU time of the whole process) include it.
     """
 
     def __init__(self, ahead: int) -> None:
