@@ -7,6 +7,9 @@ energy VAD with prefetching on and off and compare the run directories.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -178,3 +181,30 @@ def test_negative_prefetch_is_a_config_error(tmp_path, speech_video):
     video, _ = speech_video
     with pytest.raises(ConfigError, match="runner.prefetch"):
         run_pipeline(compose_pipeline(*_overrides(video, tmp_path / "run", "runner.prefetch=-1")))
+
+
+def test_omp_wait_policy_is_set_unless_the_environment_has_one(monkeypatch):
+    from mikupal.runner import set_omp_wait_policy
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    set_omp_wait_policy(None)
+    assert "OMP_WAIT_POLICY" not in os.environ
+    set_omp_wait_policy("passive")
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    set_omp_wait_policy("passive")
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    with pytest.raises(ConfigError, match="runner.omp_wait_policy"):
+        set_omp_wait_policy("sleepy")
+
+
+def test_the_cli_config_sets_a_passive_policy_for_the_libraries_it_loads(tmp_path):
+    """A child process (nothing loaded yet): the runner sets OMP_WAIT_POLICY before any stage imports CTranslate2."""
+    code = (
+        "import os, sys; from mikupal.testing.config import compose_pipeline; from mikupal.runner import PipelineRunner;"
+        f"PipelineRunner(compose_pipeline('input={tmp_path}', 'run_dir={tmp_path / 'run'}'));"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'ctranslate2' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["PASSIVE", "False"]
