@@ -15,7 +15,8 @@ Executors: the local one (:meth:`PipelineRunner.run`, ``runner=local``) calls th
 ``runner=ray`` runs one Ray task per rank and stage, chained rank by rank (:mod:`mikupal.executors.ray`); SLURM
 jobs come from Hydra's submitit launcher (``-m hydra/launcher=submitit_slurm runner.rank='range(0,N)'
 runner.world_size=N``), where :class:`mikupal.executors.hydra.PlanOnce` plans in the launching process and the last
-rank to finish runs ``finish``.
+rank to finish runs ``finish``. Who sets stages up and frees them is a :class:`StageHost`: with ``runner.prefetch``
+the local executor's :class:`PrefetchingHost` sets later stages up in background threads while earlier ones run.
 
 Guarantees:
 
@@ -37,9 +38,11 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -70,7 +73,7 @@ log = logging.getLogger(__name__)
 STAGE_CLASSES: dict[str, str] = {s.name: s.adapter for s in STAGES}
 
 __all__ = ["ConfigError", "ConfigChangedError", "PipelineRunner", "StageHost", "StageStore", "DoneEntry",
-           "resolve_inputs", "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES"]
+           "resolve_inputs", "run_pipeline", "format_summary", "load_stage", "STAGE_CLASSES", "PrefetchingHost"]
 
 
 class ConfigError(ValueError):
@@ -177,6 +180,102 @@ class StageHost:
         """The stage's run ended (``failed``: by an exception, e.g. :class:`StopStage`)."""
         stage.teardown()
 
+    def begin(self, plan: Sequence[tuple[Stage, StageContext]], eligible: Sequence[bool] | None = None) -> None:
+        """A rank is about to run ``plan``'s stages in this order (each may still be skipped: no pending work);
+        ``eligible[i]``: stage ``i`` may be set up before it is opened (it has no outputs yet)."""
+
+    def end(self) -> None:
+        """The rank's stages have run or stopped: free whatever :meth:`begin` set up that was not opened."""
+
+
+class PrefetchingHost(StageHost):
+    """The local executor's host with ``runner.prefetch: N``: while a stage runs, the next ``N`` stages of the plan
+    whose setup may run in the background (:attr:`Stage.setup_in_background`) are set up in worker threads.
+
+    A stage's model then loads while earlier stages decode, detect and write (on the audio path Whisper loads
+    while extract and VAD run) instead of after them. Outputs are the same: setup reads only the config. A
+    background setup that fails raises its exception when the runner opens that stage, as a setup in place
+    would; a prefetched stage the runner skips (no pending items) or never reaches (a stop or an error) is torn
+    down, at the latest by :meth:`end`. Stages with outputs in the run directory already (a resumed run) are not
+    prefetched, so resuming a finished stage loads nothing.
+
+    Accounting: a stage's ``wall_time_s`` in ``summary.json`` leaves out the part of its setup that ran while
+    earlier stages worked, and those stages' ``cpu_time_s`` (CPU time of the whole process) include it.
+    """
+
+    def __init__(self, ahead: int) -> None:
+        if ahead < 1:
+            raise ValueError(f"runner.prefetch must be >= 1 here (0 turns prefetching off), got {ahead}")
+        self.ahead = ahead
+        self._plan: list[tuple[Stage, StageContext]] = []
+        self._eligible: list[bool] = []
+        self._futures: dict[int, Future] = {}  # plan index -> its background setup
+        self._opened: set[int] = set()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def begin(self, plan: Sequence[tuple[Stage, StageContext]], eligible: Sequence[bool] | None = None) -> None:
+        """Start setting up the first eligible stage and the ``ahead`` eligible stages after it (default eligible:
+        every stage whose :attr:`~Stage.setup_in_background` is true)."""
+        self.end()
+        self._plan = list(plan)
+        self._eligible = [
+            bool(e) and s.setup_in_background
+            for (s, _), e in zip(self._plan, eligible if eligible is not None else [True] * len(self._plan))
+        ]
+        # the first stage is about to run: it and the next ``ahead`` stages start setting up now
+        self._pool = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="mikupal-setup")
+        first = next((i for i, e in enumerate(self._eligible) if e), None)
+        if first is not None:
+            self._submit_after(first - 1, count=1)
+            self._submit_after(first)
+
+    def _index(self, stage: Stage) -> int | None:
+        return next((i for i, (s, _) in enumerate(self._plan) if s is stage), None)
+
+    def _submit_after(self, current: int, count: int | None = None) -> None:
+        """Submit the setups of the next ``count`` (default ``ahead``) eligible stages after plan index ``current``."""
+        waiting = [i for i in range(current + 1, len(self._plan)) if self._eligible[i]][: count or self.ahead]
+        for i in waiting:
+            if i not in self._futures and self._pool is not None:
+                stage, ctx = self._plan[i]
+                self._futures[i] = self._pool.submit(stage.setup, ctx)
+
+    def _discard(self, i: int) -> None:
+        """Tear down the prefetched stage ``i`` (waits for its setup; a failed setup freed itself)."""
+        future = self._futures.pop(i)
+        if future.exception() is None:
+            self._plan[i][0].teardown()
+        else:
+            log.debug("stage %s: background setup failed, not used: %s", self._plan[i][0].name, future.exception())
+
+    def open(self, stage: Stage, ctx: StageContext) -> Stage:
+        i = self._index(stage)
+        if i is None:  # not in the plan: set up in place
+            return super().open(stage, ctx)
+        for skipped in [j for j in self._futures if j < i and j not in self._opened]:
+            self._discard(skipped)  # a stage before this one that had nothing to do
+        self._opened.add(i)
+        self._submit_after(i)
+        future = self._futures.get(i)
+        if future is None:  # not prefetchable (or not reached by the window): set up in place
+            return super().open(stage, ctx)
+        future.result()  # re-raises a failed setup here, where a setup in place would have raised it
+        return stage
+
+    def close(self, stage: Stage, *, failed: bool) -> None:
+        i = self._index(stage)
+        if i is not None:
+            self._futures.pop(i, None)
+        stage.teardown()
+
+    def end(self) -> None:
+        for i in list(self._futures):
+            self._discard(i)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = None
+        self._plan, self._eligible, self._opened = [], [], set()
+
 
 @dataclass
 class RankResult:
@@ -198,7 +297,14 @@ class PipelineRunner:
             raise ConfigError("run_dir=DIR is required (where outputs go; rerunning the same command resumes)")
         self.run_dir = Path(cfg.run_dir).expanduser().resolve()
         self.layout = RunDir(self.run_dir)
-        self.host = StageHost()  # who sets up and frees stages (the Ray workers keep model stages between ranks)
+        # who sets up and frees stages (the Ray workers keep model stages between ranks; runner.prefetch sets up
+        # the next stages in the background)
+        prefetch = int(cfg.runner.get("prefetch", 0) or 0)
+        if prefetch < 0:
+            raise ConfigError(f"runner.prefetch={prefetch} must be >= 0 (0: set each stage up when it starts)")
+        self.host: StageHost = PrefetchingHost(prefetch) if prefetch else StageHost()
+        set_omp_wait_policy(cfg.runner.get("omp_wait_policy"))
+        self._prepared: tuple[tuple, list[Stage], list[StageContext]] | None = None  # see _rank_stages
         self.rank, self.world_size = check_rank(cfg.runner.rank, cfg.runner.world_size)
         self.fail_fast = bool(cfg.fail_fast)
         self.stage_names = check_stage_names(cfg.get("stages"))
@@ -351,18 +457,22 @@ class PipelineRunner:
         names = list(stages) if stages is not None else list(self.stage_names)
         videos = self.read_inputs()
         result = RankResult(rank, world_size)
-        for name in names:
-            index = self.stage_names.index(name)
-            stage = load_stage(name, self.cfg)
-            store = self.layout.store(name, rank, world_size)
-            items = self._inputs(index, videos, rank, world_size)
-            try:
-                self._run_stage(stage, store, items, progress, num_gpus)
-            except StopStage as e:
-                done = len(set(store.done_entries()) & {Stage.item_key(i) for i in items})
-                log.warning("stage %s stopped on rank %d: %s (rerun the same command to continue)", name, rank, e)
-                result.stopped = f"{name}: {e} (rank {rank}: {done} of {len(items)} item(s) done, {len(items) - done} left)"
-                break
+        stages, ctxs = self._rank_stages(names, rank, world_size)
+        stores = [self.layout.store(name, rank, world_size) for name in names]
+        try:
+            for name, stage, store, ctx in zip(names, stages, stores, ctxs):
+                index = self.stage_names.index(name)
+                items = self._inputs(index, videos, rank, world_size)
+                try:
+                    self._run_stage(stage, store, items, progress, num_gpus, ctx)
+                except StopStage as e:
+                    done = len(set(store.done_entries()) & {Stage.item_key(i) for i in items})
+                    log.warning("stage %s stopped on rank %d: %s (rerun the same command to continue)", name, rank, e)
+                    result.stopped = (f"{name}: {e} (rank {rank}: {done} of {len(items)} item(s) done, "
+                                      f"{len(items) - done} left)")
+                    break
+        finally:
+            self._end_rank()
         if result.stopped or names[-1] == self.stage_names[-1]:
             plan = json.loads(self.layout.plan.read_text(encoding="utf-8"))
             atomic_write_json(self.layout.rank_marker(rank, world_size), {
@@ -372,8 +482,33 @@ class PipelineRunner:
             })
         return result
 
+    def _rank_stages(
+        self, names: Sequence[str], rank: int, world_size: int
+    ) -> tuple[list[Stage], list[StageContext]]:
+        """The stage adapters and contexts a rank runs, handed to the host (which may start setting them up).
+
+        The local executor calls this before :meth:`plan`, so models load while the run is planned; a stage with
+        outputs already (a resumed run) is set up only once it is known to have work."""
+        key = (tuple(names), rank, world_size)
+        if self._prepared is not None and self._prepared[0] == key:
+            return self._prepared[1], self._prepared[2]
+        self._end_rank()
+        stages = [load_stage(name, self.cfg) for name in names]
+        ctxs = [StageContext(run_dir=self.run_dir, rank=rank, world_size=world_size, cfg=self.cfg) for _ in names]
+        eligible = [not self.layout.store(name, rank, world_size).has_work() for name in names]
+        self.host.begin(list(zip(stages, ctxs)), eligible=eligible)
+        self._prepared = (key, stages, ctxs)
+        return stages, ctxs
+
+    def _end_rank(self) -> None:
+        """Free what the host set up ahead and did not use (see :meth:`_rank_stages`)."""
+        if self._prepared is not None:
+            self._prepared = None
+            self.host.end()
+
     def _run_stage(
-        self, stage: Stage, store: StageStore, items: list[Any], progress: bool, num_gpus: float | None
+        self, stage: Stage, store: StageStore, items: list[Any], progress: bool, num_gpus: float | None,
+        ctx: StageContext | None = None,
     ) -> None:
         done_entries = store.done_entries()
         done = set(done_entries)
@@ -387,7 +522,8 @@ class PipelineRunner:
             return
         wall0, cpu0 = time.perf_counter(), time.process_time()
         audio = 0.0
-        ctx = StageContext(run_dir=self.run_dir, rank=store.rank, world_size=store.world_size, cfg=self.cfg)
+        if ctx is None:
+            ctx = StageContext(run_dir=self.run_dir, rank=store.rank, world_size=store.world_size, cfg=self.cfg)
         stage = self.host.open(stage, ctx)
         failed = True
         try:
@@ -433,12 +569,16 @@ class PipelineRunner:
 
         Returns ``summary.json``'s contents, or this rank's summary while other ranks are still running.
         """
-        if planned:
-            self.read_plan()
-        else:
-            # Separately started ranks may be running already: only a lone process may delete (recompute).
-            self.plan(allow_recompute=self.world_size == 1)
-        result = self.run_rank(self.rank, self.world_size)
+        self._rank_stages(self.stage_names, self.rank, self.world_size)  # runner.prefetch: setups start now
+        try:
+            if planned:
+                self.read_plan()
+            else:
+                # Separately started ranks may be running already: only a lone process may delete (recompute).
+                self.plan(allow_recompute=self.world_size == 1)
+            result = self.run_rank(self.rank, self.world_size)
+        finally:
+            self._end_rank()
         return self.finish_if_last(result)
 
     def finish_if_last(self, result: RankResult | None = None) -> dict[str, Any]:
@@ -584,6 +724,27 @@ def check_stage_names(stages: Any) -> list[str]:
     if names[0] != "extract":
         raise ConfigError("stages must start with 'extract' (it turns the input videos into audio)")
     return names
+
+
+def set_omp_wait_policy(policy: Any) -> None:
+    """Apply ``runner.omp_wait_policy`` (``passive``/``active``; null leaves it) as ``OMP_WAIT_POLICY``, unless the
+    environment sets it already (that wins). OpenMP reads it when a library that uses it (CTranslate2, torch)
+    loads, so it applies to those loaded later in this process. With the default active policy the idle OpenMP
+    threads spin; on 2 shared cores that spinning cost about 1.5 s of CPU while Whisper base loaded.
+
+    Raises:
+        ConfigError: another value.
+    """
+    if policy is None:
+        return
+    value = str(policy).strip().upper()
+    if value not in ("PASSIVE", "ACTIVE"):
+        raise ConfigError(f"runner.omp_wait_policy={policy!r}: use passive, active or null (leave OMP_WAIT_POLICY)")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = value
+        loaded = [name for name in ("ctranslate2", "torch") if name in sys.modules]
+        if loaded:
+            log.debug("runner.omp_wait_policy=%s: %s already loaded, keeps its policy", policy, loaded)
 
 
 def _gpus_held(stage: str, cfg: DictConfig) -> float:

@@ -111,6 +111,10 @@ class Stage(ABC):
     backend_group: ClassVar[str | None] = None
     #: Exception raised when the backend node cannot build its backend.
     config_error: ClassVar[type[Exception]] = BackendConfigError
+    #: :meth:`setup` may run in a background thread while an earlier stage processes its items
+    #: (``runner.prefetch``): it reads only the config, not the run directory, and changes no process-wide state
+    #: (thread counts, environment variables) that another stage's work depends on.
+    setup_in_background: ClassVar[bool] = False
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg

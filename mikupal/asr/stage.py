@@ -25,6 +25,7 @@ class AsrStage(Stage):
     name = "asr"
     input_type = output_type = Utterance
     backend_group = "asr"
+    setup_in_background = True  # loads its backend from the config alone
     backend: Transcriber
 
     def setup(self, ctx: StageContext) -> None:

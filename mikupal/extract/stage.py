@@ -26,6 +26,7 @@ class ExtractStage(Stage):
     name = "extract"
     input_type = Video
     output_type = Recording
+    setup_in_background = True  # loads its backend from the config alone
     config_keys = ("extract", "media")
     backend_group = "extract"
     backend: AudioExtractor

@@ -89,3 +89,15 @@ class GatedExtractor(PyAvExtractor):
                     raise RuntimeError(f"gate: nothing matched {self.done_glob} within {self.timeout} s")
                 time.sleep(0.05)
         return super().extract(path, sampling_rate)
+
+
+class FailingSetupVad(EnergyVad):
+    """:class:`EnergyVad` whose setup raises (after ``delay`` s), as a backend with a broken model file would."""
+
+    def __init__(self, delay: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def setup(self) -> None:
+        time.sleep(self.delay)
+        raise RuntimeError("test: the VAD model failed to load")

@@ -24,6 +24,7 @@ class VadStage(Stage):
     output_type = Utterance
     config_keys = ("vad", "segmentation")
     backend_group = "vad"
+    setup_in_background = True  # loads its backend from the config alone
     #: How the Silero backend runs its model, not what it finds (same probabilities either way).
     operational_keys = ("vad.sequence_model", "vad.frames_per_call")
     backend: VoiceActivityDetector
