@@ -33,7 +33,7 @@ import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, TypeVar
 
@@ -95,6 +95,11 @@ class StageContext:
         counts = dict(self._counts)
         self._counts.clear()
         return counts
+
+    def for_item(self) -> "StageContext":
+        """A copy with counters of its own, for an item processed while others are (in another thread or
+        interleaved): its :meth:`take_counts` holds that item's counts alone."""
+        return replace(self, _counts=Counter())
 
 
 class Stage(ABC):
@@ -227,13 +232,20 @@ class Stage(ABC):
         ``KeyboardInterrupt`` propagate.
         """
         for item in items:
-            try:
-                result: Sequence[Any] | Drop | BaseException = self.process(item, ctx)
-            except (StopStage, KeyboardInterrupt):
-                raise
-            except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
-                result = e
-            yield item, result, ctx.take_counts()
+            result, counts = self.outcome(item, ctx)
+            yield item, result, counts
+
+    def outcome(self, item: Any, ctx: StageContext) -> tuple[Sequence[Any] | Drop | BaseException, dict]:
+        """:meth:`process` of one item as ``(outputs | Drop | exception, counts)``: a per-item failure is returned,
+        not raised; :class:`StopStage` and ``KeyboardInterrupt`` propagate. Counts are taken from ``ctx`` (give
+        items processed alongside others their own, :meth:`StageContext.for_item`)."""
+        try:
+            result: Sequence[Any] | Drop | BaseException = self.process(item, ctx)
+        except (StopStage, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
+            result = e
+        return result, ctx.take_counts()
 
 
 def in_threads(function: Callable[[T], R], items: Sequence[T], workers: int, name: str) -> Iterator[R]:

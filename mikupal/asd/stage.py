@@ -37,7 +37,6 @@ import json
 import logging
 import re
 import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -269,18 +268,8 @@ class AsdStage(Stage):
         items = list(items)
         blocks = [items[i : i + self.worker_block] for i in range(0, len(items), self.worker_block)]
 
-        def one(item: Utterance) -> tuple[Sequence[Utterance] | Drop | BaseException, dict]:
-            item_ctx = replace(ctx, _counts=Counter())  # counts of this item alone
-            try:
-                result: Sequence[Utterance] | Drop | BaseException = self.process(item, item_ctx)
-            except (StopStage, KeyboardInterrupt):
-                raise
-            except Exception as e:  # noqa: BLE001 - per-item failures are recorded by the runner
-                result = e
-            return result, item_ctx.take_counts()
-
         def run_block(block: list[Utterance]) -> list[tuple[Sequence[Utterance] | Drop | BaseException, dict]]:
-            return [one(item) for item in block]
+            return [self.outcome(item, ctx.for_item()) for item in block]
 
         for block, done in zip(blocks, in_threads(run_block, blocks, self.workers, "asd")):
             for item, (result, counts) in zip(block, done):

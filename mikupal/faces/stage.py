@@ -38,10 +38,8 @@ import importlib
 import logging
 import math
 import threading
-from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +145,7 @@ class FacesStage(Stage):
         current: list | None = None  # [item, steps, its context, _Outcome]: the window under way
         try:
             for item in items:
-                item_ctx = replace(ctx, _counts=Counter())  # this item's counts alone
+                item_ctx = ctx.for_item()  # this item's counts alone
                 steps = self._process_steps(item, item_ctx)
                 before, current = current, [item, steps, item_ctx, _step(steps)]  # to its first detector batch
                 if before is not None:

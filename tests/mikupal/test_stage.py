@@ -9,7 +9,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from mikupal.stage import Stage, in_threads
+from mikupal.stage import Stage, StageContext, StopStage, in_threads
 
 
 class _Plain(Stage):
@@ -18,6 +18,39 @@ class _Plain(Stage):
 
     def process(self, item, ctx):
         return [item]
+
+
+class _Counting(Stage):
+    """Counts each item; item "bad" fails, item "stop" stops the stage."""
+
+    name = "counting"
+    input_type = output_type = object
+
+    def process(self, item, ctx):
+        ctx.count("counting.seen")
+        if item == "bad":
+            raise ValueError("bad item")
+        if item == "stop":
+            raise StopStage("budget spent")
+        return [item]
+
+
+def test_outcome_returns_a_failure_with_its_counts_and_lets_a_stop_through(tmp_path):
+    stage, ctx = _Counting(OmegaConf.create({})), StageContext(run_dir=tmp_path, rank=0, world_size=1, cfg=None)
+    assert stage.outcome("a", ctx) == (["a"], {"counting.seen": 1})
+    result, counts = stage.outcome("bad", ctx)
+    assert isinstance(result, ValueError) and counts == {"counting.seen": 1}
+    with pytest.raises(StopStage):
+        stage.outcome("stop", ctx)
+
+
+def test_for_item_keeps_an_items_counts_apart_from_the_others(tmp_path):
+    ctx = StageContext(run_dir=tmp_path, rank=0, world_size=1, cfg=None)
+    one, two = ctx.for_item(), ctx.for_item()
+    one.count("x")
+    two.count("x", 2)
+    assert (one.take_counts(), two.take_counts(), ctx.take_counts()) == ({"x": 1}, {"x": 2}, {})
+    assert one.run_dir == ctx.run_dir
 
 
 def test_in_threads_runs_workers_at_once_and_keeps_the_input_order():
