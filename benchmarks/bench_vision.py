@@ -153,7 +153,7 @@ def run_stages(workdir: Path, overrides: Sequence[str] = ()) -> dict:
     from mikupal.faces.stage import FacesStage
     from mikupal.paths import conf_dir
     from mikupal.records import Utterance
-    from mikupal.stage import StageContext
+    from mikupal.stage import StageContext, import_in_background
 
     logging.basicConfig(level=logging.WARNING)
     run = workdir / "run"
@@ -167,6 +167,8 @@ def run_stages(workdir: Path, overrides: Sequence[str] = ()) -> dict:
     out: dict = {}
     cpu0 = _cpu_s()
     wall0 = time.perf_counter()
+    # as the runner's host does when the run starts (runner.prefetch): both stages' slow imports begin in a thread
+    import_in_background([*FacesStage.background_imports, *AsdStage.background_imports])
     faces = FacesStage(cfg)
     t = time.perf_counter()
     faces.setup(ctx)

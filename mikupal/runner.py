@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,7 +66,7 @@ from mikupal.rundir import (
     atomic_write_json,
     atomic_write_jsonl,
 )
-from mikupal.stage import Drop, Stage, StageContext, StopStage
+from mikupal.stage import Drop, Stage, StageContext, StopStage, import_in_background
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ class StageHost:
 
 class PrefetchingHost(StageHost):
     """The local executor's host with ``runner.prefetch: N``: while a stage runs, the next ``N`` stages of the plan
-    whose setup may run in the background (:attr:`Stage.setup_in_background`) are set up in worker threads.
+    whose setup may run in the background (:attr:`Stage.setup_in_background`) are set up in worker threads, and
+    the slow imports of every planned stage (:attr:`Stage.background_imports`) start in a thread when the run does.
 
     A stage's model then loads while earlier stages decode, detect and write (on the audio path Whisper loads
     while extract and VAD run) instead of after them. Outputs are the same: setup reads only the config. A
@@ -212,16 +214,19 @@ class PrefetchingHost(StageHost):
         self._futures: dict[int, Future] = {}  # plan index -> its background setup
         self._opened: set[int] = set()
         self._pool: ThreadPoolExecutor | None = None
+        self.imports: threading.Thread | None = None  # the thread importing the plan's background_imports
 
     def begin(self, plan: Sequence[tuple[Stage, StageContext]], eligible: Sequence[bool] | None = None) -> None:
         """Start setting up the first eligible stage and the ``ahead`` eligible stages after it (default eligible:
         every stage whose :attr:`~Stage.setup_in_background` is true)."""
         self.end()
         self._plan = list(plan)
-        self._eligible = [
-            bool(e) and s.setup_in_background
-            for (s, _), e in zip(self._plan, eligible if eligible is not None else [True] * len(self._plan))
-        ]
+        with_work = [bool(e) for e in (eligible if eligible is not None else [True] * len(self._plan))]
+        self._eligible = [e and s.setup_in_background for (s, _), e in zip(self._plan, with_work)]
+        # the slow imports of every stage with work start now, whether or not its setup may run early
+        self.imports = import_in_background(
+            name for (s, _), e in zip(self._plan, with_work) if e for name in s.background_imports
+        )
         # the first stage is about to run: it and the next ``ahead`` stages start setting up now
         self._pool = ThreadPoolExecutor(max_workers=self.ahead + 1, thread_name_prefix="mikupal-setup")
         first = next((i for i, e in enumerate(self._eligible) if e), None)

@@ -27,9 +27,12 @@ Writing a stage:
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import os
+import sys
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +123,10 @@ class Stage(ABC):
     #: (``runner.prefetch``): it reads only the config, not the run directory, and changes no process-wide state
     #: (thread counts, environment variables) that another stage's work depends on.
     setup_in_background: ClassVar[bool] = False
+    #: Modules the stage's work imports on first use that take seconds to import (scipy's submodules: 1–2 s).
+    #: :meth:`setup` imports them in a background thread; with ``runner.prefetch`` the runner's host already does
+    #: so when the run starts, for every stage with work, so the import overlaps earlier stages.
+    background_imports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -205,6 +212,7 @@ class Stage(ABC):
         By default builds :meth:`build_backends`, calls each one's ``setup()`` and keeps the first as
         ``self.backend``. A backend whose setup fails frees the ones already set up.
         """
+        import_in_background(self.background_imports)
         self.backends = {}
         for key, backend in self.build_backends(ctx).items():
             try:
@@ -353,3 +361,23 @@ def write_atomic(path: Path, write: Any) -> Path:
             final suffix (so format-by-extension writers work). Same as :func:`mikupal.rundir.atomic_write`.
     """
     return atomic_write(path, write)
+
+
+def import_in_background(modules: Iterable[str]) -> threading.Thread | None:
+    """Import ``modules`` in a daemon thread, so that a later ``import`` finds them loaded (or waits for the import
+    under way instead of starting its own). Returns the thread, or ``None`` when all of them are loaded already. A
+    failed import is only logged at debug level: the ``import`` where the module is used raises it."""
+    missing = [name for name in dict.fromkeys(modules) if name not in sys.modules]
+    if not missing:
+        return None
+
+    def run() -> None:
+        for name in missing:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - the import where the module is used raises it
+                log.debug("background import of %s failed: %s", name, e)
+
+    thread = threading.Thread(target=run, name="mikupal-import", daemon=True)
+    thread.start()
+    return thread

@@ -188,6 +188,7 @@ class AsdStage(Stage):
     operational_keys = ("asd.workers", "asd.worker_block")
 
     backend_group = "asd"
+    background_imports = ("scipy.signal",)  # clip smoothing and the sync detector's filters (1-2 s)
     backend: ActiveSpeakerDetector
 
     def build_backends(self, ctx: StageContext | None = None) -> dict[str, Any]:

@@ -34,10 +34,8 @@ placed by timestamp, so variable-frame-rate video is analysed at the right times
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import math
-import threading
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +71,7 @@ class FacesStage(Stage):
     name = "faces"
     input_type = output_type = Utterance
     backend_group = "faces"
+    background_imports = ("scipy.optimize",)  # the tracker's assignment (1-2 s to import)
     operational_keys = ("faces.landmarks.workers",)
 
     @property
@@ -111,9 +110,6 @@ class FacesStage(Stage):
         self.scene_args = None
         if sc is not None and sc.get("enabled", True):
             self.scene_args = dict(threshold=sc.threshold, bins=tuple(sc.bins), min_gap=sc.min_gap)
-        # the tracker's scipy.optimize (and, for the asd stage that follows, scipy.signal) take 1-2 s to import:
-        # imported in a thread now, while the first window decodes, not when the first batch or utterance needs them
-        import_in_background(["scipy.optimize", *(["scipy.signal"] if _asd_follows(self.cfg) else [])])
         self.detector_name = _describe(self.detector)
         self.paths = input_video_paths(self.cfg)
         self.video = OpenVideo(threads=self.decode_threads)  # a video's utterances are decoded on, not re-seeked
@@ -427,28 +423,6 @@ def _settle(future: Future) -> None:
     """Cancel a detector job, or wait until it has finished (its result or error is not wanted any more)."""
     if not future.cancel():
         future.exception()
-
-
-def import_in_background(modules: Sequence[str]) -> threading.Thread:
-    """Import ``modules`` in a daemon thread, so that a later ``import`` finds them loaded (or waits for the import
-    under way instead of starting its own). A failure is left to that later import to raise."""
-
-    def run() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception as e:  # noqa: BLE001 - the import where the module is used raises it
-                log.debug("background import of %s failed: %s", name, e)
-
-    thread = threading.Thread(target=run, name="import", daemon=True)
-    thread.start()
-    return thread
-
-
-def _asd_follows(cfg: Any) -> bool:
-    """Whether the run's stages include ``asd`` (all stages when ``stages`` is null)."""
-    stages = cfg.get("stages")
-    return stages is None or "asd" in stages
 
 
 def _describe(detector: Any) -> str:

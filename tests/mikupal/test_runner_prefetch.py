@@ -208,3 +208,23 @@ def test_the_cli_config_sets_a_passive_policy_for_the_libraries_it_loads(tmp_pat
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["PASSIVE", "False"]
+
+
+def test_the_slow_imports_of_every_stage_with_work_start_when_the_run_does(tmp_path, monkeypatch):
+    for name in ("mikupal_probe_a", "mikupal_probe_b", "mikupal_probe_done"):
+        (tmp_path / f"{name}.py").write_text("")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    log: list = []
+    a, b, done = Recorder("a", log), Recorder("b", log, background=False), Recorder("done", log)
+    a.background_imports, b.background_imports = ("mikupal_probe_a",), ("mikupal_probe_b",)
+    done.background_imports = ("mikupal_probe_done",)
+    host = PrefetchingHost(1)
+    ctx = _ctx(tmp_path)
+    host.begin([(a, ctx), (b, ctx), (done, ctx)], eligible=[True, True, False])  # "done" has its outputs already
+    assert host.imports is not None
+    host.imports.join(timeout=30)
+    # b's setup may not run early, but its imports may; the finished stage's are not wanted
+    assert "mikupal_probe_a" in sys.modules and "mikupal_probe_b" in sys.modules
+    assert "mikupal_probe_done" not in sys.modules
+    host.end()

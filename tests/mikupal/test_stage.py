@@ -1,15 +1,17 @@
-"""The Stage base's helpers: ``N items at once in threads`` (``in_threads``, ``Stage.worker_count``) and the
-operational keys left out of a stage's config hash."""
+"""The Stage base's helpers: ``N items at once in threads`` (``in_threads``, ``Stage.worker_count``), the
+operational keys left out of a stage's config hash, and the slow imports started in a thread
+(``import_in_background``, ``Stage.background_imports``)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
 import pytest
 from omegaconf import OmegaConf
 
-from mikupal.stage import Stage, StageContext, StopStage, in_threads
+from mikupal.stage import Stage, StageContext, StopStage, import_in_background, in_threads
 
 
 class _Plain(Stage):
@@ -97,3 +99,43 @@ def test_worker_count_reads_the_dotted_key():
     assert count({"workers": 3}) == 3 and count({"workers": "2"}) == 2
     with pytest.raises(ValueError, match=r"quality\.workers must be >= 1, got -1"):
         count({"workers": -1})
+
+
+def _probe_module(tmp_path, monkeypatch, name: str) -> str:
+    """A module file only this test imports (on ``sys.path`` for the test), so its import can be observed."""
+    (tmp_path / f"{name}.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+def test_import_in_background_imports_in_a_daemon_thread_past_a_missing_module(tmp_path, monkeypatch):
+    probe = _probe_module(tmp_path, monkeypatch, "mikupal_probe_import")
+    thread = import_in_background(["no_such_module_for_mikupal", probe])
+    assert thread is not None and thread.daemon
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert sys.modules[probe].LOADED  # the failed import before it did not stop it
+    assert "no_such_module_for_mikupal" not in sys.modules
+    assert import_in_background([probe, "sys"]) is None  # all loaded: no thread
+
+
+def test_setup_starts_importing_the_stages_background_imports(tmp_path, monkeypatch):
+    probe = _probe_module(tmp_path, monkeypatch, "mikupal_probe_setup")
+
+    class _Slow(_Plain):
+        background_imports = (probe,)
+
+    started = []
+    real = import_in_background
+
+    def spy(modules):
+        thread = real(modules)
+        started.append(thread)
+        return thread
+
+    monkeypatch.setattr("mikupal.stage.import_in_background", spy)
+    _Slow(OmegaConf.create({})).setup(StageContext(run_dir=tmp_path, rank=0, world_size=1, cfg=None))
+    assert started and started[0] is not None
+    started[0].join(timeout=30)
+    assert sys.modules[probe].LOADED
