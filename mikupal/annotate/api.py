@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import threading
 from abc import abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -179,20 +179,16 @@ class Reply:
     finish_reason: str | None = None
 
 
-@dataclass
 class Meter:
-    """Mutable usage accumulator for one rollout (turned into :class:`Usage`)."""
+    """Mutable usage accumulator for one rollout: the fields of :class:`Usage` (declared there only), each starting
+    at its default and added to as requests go out (``meter.requests += 1``); :meth:`usage` freezes them."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    uploads: int = 0
-    validation_retries: int = 0
+    def __init__(self) -> None:
+        for f in fields(Usage):
+            setattr(self, f.name, f.default)
 
     def usage(self) -> Usage:
-        return Usage(**asdict(self))
+        return Usage(**{f.name: getattr(self, f.name) for f in fields(Usage)})
 
 
 @dataclass

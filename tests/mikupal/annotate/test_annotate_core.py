@@ -308,3 +308,22 @@ def test_modality_not_supported_answers_are_recognised(message, modality):
     from mikupal.annotate.api import unsupported_modality
 
     assert unsupported_modality(message, {"audio", "text"}) == modality
+
+
+def test_a_rollouts_meter_counts_every_usage_field_and_freezes_into_usage():
+    from dataclasses import fields
+
+    from mikupal.annotate.api import Meter
+    from mikupal.annotate.base import Usage
+
+    meter = Meter()
+    assert meter.usage() == Usage()  # every field starts at its default
+    meter.requests += 2
+    meter.retries += 1
+    meter.input_tokens += 120
+    meter.cost_usd += 0.25
+    usage = meter.usage()
+    assert usage == Usage(requests=2, retries=1, input_tokens=120, cost_usd=0.25)
+    assert {f.name for f in fields(Usage)} <= set(vars(meter))  # a field added to Usage is metered too
+    meter.requests += 1
+    assert usage.requests == 2  # the frozen usage does not follow the meter
