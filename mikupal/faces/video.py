@@ -525,6 +525,9 @@ class _ForgivingDecoder:
         self._stats = DecodeStats()
         self._stop_after: float | None = None
         self._logged = 0
+        # with frame threads FFmpeg reports a bad packet a few packets after it was sent: say so in the warning
+        frame_threads = bool(stream.thread_type & type(stream.thread_type).FRAME)
+        self._where = "at or a few frames before" if frame_threads else "at"
 
     def start_window(self, stats: DecodeStats, stop_after: float | None) -> None:
         self._stats, self._stop_after, self._logged = stats, stop_after, 0
@@ -570,7 +573,7 @@ class _ForgivingDecoder:
                 if self._logged < _LOGGED_CORRUPT_PACKETS:
                     self._logged += 1
                     at = f"{when:.3f}s" if when is not None else "an unknown time"
-                    log.warning("%s: the video packet at %s is corrupt (%s); skipped it", self._path, at, e)
+                    log.warning("%s: the video packet %s %s is corrupt (%s); skipped it", self._path, self._where, at, e)
 
 
 class OpenVideo:

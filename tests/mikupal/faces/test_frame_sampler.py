@@ -170,6 +170,19 @@ def test_corrupt_packets_are_skipped_not_fatal(clips, tmp_path):
     assert len(frames) == len(keep) and [counter_index(f) for f in frames][:3] == keep[:3]
 
 
+@pytest.mark.parametrize(("threads", "where"), [(True, "at or a few frames before"), (False, "at")])
+def test_a_corrupt_packet_warning_says_how_exact_its_time_is(clips, tmp_path, caplog, threads, where):
+    """FFmpeg's frame threads report a bad packet a few packets late: the warning's time is then an upper bound."""
+    video = [p for p in packets(clips["mp4"]) if p.kind == "video"]
+    damaged = tmp_path / "damaged.mp4"
+    zero_packets(clips["mp4"], damaged, video[50:51])
+    with caplog.at_level("WARNING", logger="mikupal.faces.video"), VideoReader(damaged, threads=threads) as reader:
+        sum(1 for _ in reader.frames_at(range(reader.frame_count())))
+    warnings = [r.getMessage() for r in caplog.records if "is corrupt" in r.getMessage()]
+    assert len(warnings) == 1 and f"the video packet {where} " in warnings[0] and "damaged.mp4" in warnings[0]
+    assert (" a few frames before " in warnings[0]) == threads
+
+
 def test_a_clip_with_nothing_decodable_names_the_file(clips, tmp_path):
     video = [p for p in packets(clips["mp4"]) if p.kind == "video"]
     wiped = tmp_path / "wiped.mp4"
