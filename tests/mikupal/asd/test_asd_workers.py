@@ -102,3 +102,23 @@ def test_bad_worker_count_is_refused(two_speaker, tmp_path):
     _clip, first = two_speaker
     with pytest.raises(ValueError, match="asd.workers"):
         _run_asd(tmp_path, first.inputs[:1], "asd.workers=-1")
+
+
+def test_two_workers_running_talknet_at_once_give_the_scores_of_one(two_speaker, talknet_ckpt, tmp_path):
+    """asd=talknet (random weights, CPU) in two threads at once: its torch model keeps no state between calls."""
+    _clip, first = two_speaker
+    utterances = first.inputs[:6]
+    talknet = ["asd=talknet", f"asd.model={talknet_ckpt}", "asd.device=cpu", "asd.clip.enabled=false"]
+    runs, threads = {}, {1: set(), 2: set()}
+    for workers in (1, 2):
+        run_dir = _copy_faces_run(first.run_dir, tmp_path / f"talknet_{workers}")
+        results = _run_asd(run_dir, utterances, *talknet, f"asd.workers={workers}", "asd.worker_block=2",
+                           threads=threads[workers])
+        assert not [r for _, r, _ in results if isinstance(r, BaseException)]
+        runs[workers] = (run_dir, results)
+    assert len(threads[2]) == 2, threads  # the two workers did run at once
+    (dir1, res1), (dir2, res2) = runs[1], runs[2]
+    assert [r for _, r, _ in res2] == [r for _, r, _ in res1]
+    for u in utterances:
+        rel = f"asd/scores/{u.id}.json"
+        assert (dir2 / rel).read_bytes() == (dir1 / rel).read_bytes()
