@@ -127,6 +127,9 @@ class Stage(ABC):
     #: :meth:`setup` imports them in a background thread; with ``runner.prefetch`` the runner's host already does
     #: so when the run starts, for every stage with work, so the import overlaps earlier stages.
     background_imports: ClassVar[tuple[str, ...]] = ()
+    #: Wall seconds the last :meth:`setup` took, set by the runner's stage host (``mikupal.runner.set_up``) and
+    #: reported as the stage's ``setup_time_s`` in ``summary.json``.
+    setup_wall_s: float = 0.0
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg

@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from mikupal.manifest import iter_jsonl
 from mikupal.rundir import STAGE_SPECS, atomic_write_json
-from mikupal.runner import ConfigError, PipelineRunner, StageHost
+from mikupal.runner import ConfigError, PipelineRunner, StageHost, set_up
 from mikupal.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class WorkerStages(StageHost):
         if self.keep > 0 and STAGE_SPECS[stage.name].uses_model:
             while len(self.kept) >= self.keep:  # free before loading the next model
                 self.kept.popitem(last=False)[1].teardown()
-        stage.setup(ctx)
+        set_up(stage, ctx)
         self.built += 1
         if self.keep > 0 and STAGE_SPECS[stage.name].uses_model:
             self.kept[key] = stage

@@ -91,6 +91,18 @@ class GatedExtractor(PyAvExtractor):
         return super().extract(path, sampling_rate)
 
 
+class SlowSetupVad(EnergyVad):
+    """:class:`EnergyVad` whose setup takes ``setup_delay`` s, as a backend loading a model does."""
+
+    def __init__(self, setup_delay: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.setup_delay = setup_delay
+
+    def setup(self) -> None:
+        time.sleep(self.setup_delay)
+        super().setup()
+
+
 class FailingSetupVad(EnergyVad):
     """:class:`EnergyVad` whose setup raises (after ``delay`` s), as a backend with a broken model file would."""
 

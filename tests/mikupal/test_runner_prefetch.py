@@ -177,6 +177,24 @@ def test_a_stage_whose_background_setup_fails_fails_the_run_as_before(speech_vid
     assert not [t for t in threading.enumerate() if t.name.startswith("mikupal-setup")]
 
 
+def test_a_stages_setup_time_is_reported_wherever_the_setup_ran(speech_video, tmp_path):
+    """summary.json's setup_time_s: the setup's own wall time, in place (prefetch=0) or in the background (2), where
+    wall_time_s leaves a background setup out."""
+    video, _ = speech_video
+    slow = ["vad._target_=mikupal.testing.slow_backends.SlowSetupVad", "+vad.setup_delay=1.5"]
+    stages = {}
+    for prefetch in (0, 2):
+        run = tmp_path / f"prefetch{prefetch}"
+        summary = run_pipeline(compose_pipeline(*_overrides(video, run, f"runner.prefetch={prefetch}", *slow)))
+        assert summary["complete"]
+        stages[prefetch] = summary["stages"]
+        assert 1.5 <= stages[prefetch]["vad"]["setup_time_s"] < 10
+        assert all(0 <= s["setup_time_s"] < 10 for s in stages[prefetch].values())
+    assert stages[0]["vad"]["wall_time_s"] >= stages[0]["vad"]["setup_time_s"]  # in place: inside the stage's time
+    resumed = run_pipeline(compose_pipeline(*_overrides(video, tmp_path / "prefetch0", "runner.prefetch=0", *slow)))
+    assert resumed["stages"]["vad"]["setup_time_s"] == stages[0]["vad"]["setup_time_s"]  # nothing to do: no setup
+
+
 def test_negative_prefetch_is_a_config_error(tmp_path, speech_video):
     video, _ = speech_video
     with pytest.raises(ConfigError, match="runner.prefetch"):
