@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -32,6 +33,8 @@ NUM_LANDMARKS = 468
 #: Inner-lip point pairs (upper, lower) whose gaps measure the opening; lip corners measure the width.
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
 MOUTH_CORNERS = (61, 291)
+#: Forehead top, chin and nose tip: the points that tell :class:`MeshFollower` which points are above the nose.
+FOREHEAD, CHIN, NOSE_TIP = 10, 152, 1
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:
@@ -66,6 +69,79 @@ def roi_transform(
     a = np.array([[c * k, -s * k], [s * k, c * k]])
     t = np.array([cx, cy]) - a @ np.array([out_size / 2, out_size / 2])
     return np.hstack([a, t[:, None]])
+
+
+def similarity(ref: np.ndarray, cur: np.ndarray) -> tuple[complex, np.ndarray, np.ndarray]:
+    """The least-squares similarity (scale, rotation, shift) taking the ``(N, 2)`` points ``ref`` to ``cur``.
+
+    Returns ``(z, ref_mean, cur_mean)`` with ``p -> cur_mean + z * (p - ref_mean)`` on points as complex numbers:
+    ``abs(z)`` is the scale, ``angle(z)`` the rotation (the closed form of Umeyama's estimate in the plane).
+    """
+    a = ref[:, 0] + 1j * ref[:, 1]
+    b = cur[:, 0] + 1j * cur[:, 1]
+    a_mean, b_mean = a.mean(), b.mean()
+    a0 = a - a_mean
+    z = complex(np.vdot(a0, b - b_mean) / max(float(np.vdot(a0, a0).real), 1e-12))
+    return z, np.array([a_mean.real, a_mean.imag]), np.array([b_mean.real, b_mean.imag])
+
+
+@dataclass
+class MeshStep:
+    """What :meth:`MeshFollower.step` found in one frame.
+
+    Attributes:
+        points: ``(468, 3)`` landmarks in frame pixels, or ``None`` where the mesh found no face.
+        presence: the mesh's face-presence probability.
+        box: the face's box ``(x1, y1, x2, y2)`` in this frame: the starting box moved with the mesh (the box the
+            crop came from where the mesh found no face).
+    """
+
+    points: np.ndarray | None
+    presence: float
+    box: np.ndarray
+
+
+class MeshFollower:
+    """One face followed from frame to frame by its face mesh, as MediaPipe's face-mesh graph tracks a face.
+
+    Starts from a detector's box (and keypoints) in one frame. Each :meth:`step` runs the mesh on the next frame
+    with the crop of the box the face had in the frame before, then moves the starting box (and keypoints) with the
+    face: by the similarity (scale, rotation, shift) that takes the mesh points of the first frame the mesh found
+    the face in to this frame's. Only the points above the nose tip are used, so that an opening mouth or a moving
+    jaw does not move the box. The box keeps the detector's size and placement relative to the face, so detected
+    and followed boxes of one track agree; where the mesh misses the face, the box stays where it was.
+    """
+
+    def __init__(self, box: Sequence[float] | np.ndarray, keypoints: np.ndarray | None = None) -> None:
+        self.box = np.asarray(box, dtype=np.float64)
+        self.keypoints = None if keypoints is None else np.asarray(keypoints, dtype=np.float64)
+        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+
+    def step(self, mesh: FaceMesh, frame: np.ndarray) -> MeshStep:
+        """Run ``mesh`` on ``frame`` (the face's next frame) and move the box with the face."""
+        points, presence = mesh.landmarks(frame, self.box, self.keypoints)
+        if points is not None:
+            xy = points[:, :2].astype(np.float64)
+            if self._ref is None:  # the first frame the mesh finds the face in: boxes move from here
+                down = xy[CHIN] - xy[FOREHEAD]
+                upper = np.flatnonzero((xy - xy[NOSE_TIP]) @ down < 0)
+                self._ref = (upper, xy[upper], self.box.copy(), self.keypoints)
+            else:
+                upper, ref_xy, ref_box, ref_keypoints = self._ref
+                z, ref_mean, cur_mean = similarity(ref_xy, xy[upper])
+                centre = (ref_box[:2] + ref_box[2:]) / 2
+                half = (ref_box[2:] - ref_box[:2]) / 2 * abs(z)
+                moved = _apply(z, ref_mean, cur_mean, centre[None])[0]
+                self.box = np.concatenate([moved - half, moved + half])
+                if ref_keypoints is not None:
+                    self.keypoints = _apply(z, ref_mean, cur_mean, ref_keypoints)
+        return MeshStep(points, presence, self.box.copy())
+
+
+def _apply(z: complex, ref_mean: np.ndarray, cur_mean: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """``cur_mean + z * (p - ref_mean)`` for each row ``p`` of ``pts`` ``(K, 2)``."""
+    rot = np.array([[z.real, -z.imag], [z.imag, z.real]])
+    return (np.asarray(pts, dtype=np.float64) - ref_mean) @ rot.T + cur_mean
 
 
 class FaceMesh:
@@ -143,6 +219,32 @@ class FaceMesh:
             for m, part in zip(meshes, parts)
         ]
         return [result for future in futures for result in future.result()]
+
+    def follow_many(
+        self, chains: Sequence[tuple[MeshFollower, Sequence[np.ndarray]]]
+    ) -> list[list[MeshStep]]:
+        """Each ``(follower, frames)`` chain stepped through its frames in order, the chains spread over the
+        ``workers`` interpreters (one chain stays on one; every interpreter gives the points the single one gives).
+        Returns each chain's steps, in the order given."""
+        if self._pool is None or len(chains) < 2:
+            return [[follower.step(self, frame) for frame in frames] for follower, frames in chains]
+        meshes = [self, *self._helpers]
+        loads = [0] * len(meshes)
+        shares: list[list[int]] = [[] for _ in meshes]
+        for i in sorted(range(len(chains)), key=lambda i: -len(chains[i][1])):  # longest first, to the least loaded
+            m = loads.index(min(loads))
+            shares[m].append(i)
+            loads[m] += len(chains[i][1])
+
+        def run(mesh: FaceMesh, share: list[int]) -> list[tuple[int, list[MeshStep]]]:
+            return [(i, [chains[i][0].step(mesh, frame) for frame in chains[i][1]]) for i in share]
+
+        futures = [self._pool.submit(run, m, share) for m, share in zip(meshes, shares) if share]
+        results: list[list[MeshStep]] = [[] for _ in chains]
+        for future in futures:
+            for i, steps in future.result():
+                results[i] = steps
+        return results
 
     def landmarks(
         self,

@@ -8,8 +8,11 @@ the ``asd`` stage reads. Per utterance:
    video goes on from one utterance to the next (no seek back to a keyframe per utterance), in a second thread
    that decodes ahead while this one runs the models;
 2. detect faces batch by batch with the configured backend (``faces._target_`` and its arguments) on every
-   ``faces.detect_every``-th frame and on every frame that starts a new shot; in between, faces keep the boxes of
-   the last detector frame (the face mesh still measures every frame; tracks mark those boxes as not detected).
+   ``faces.detect_every``-th frame and on every frame that starts a new shot; in between, each face is followed by
+   its face mesh (``faces.follow_with_mesh``, as MediaPipe tracks faces: a frame's mesh crop comes from the box of
+   the frame before, and the box moves with the mesh; :class:`~mikupal.faces.mesh.MeshFollower`), or keeps the box
+   of the last detector frame (``false``, or without a mesh). The face mesh measures every frame; tracks mark those
+   boxes as not detected.
    The last, shorter batch of a window is processed like the others (the original code dropped it, losing the end
    of every scene);
 3. drop boxes smaller than ``faces.min_face_size`` pixels (of the analysed frame), keep at most ``faces.max_faces``
@@ -46,7 +49,7 @@ from omegaconf import OmegaConf
 
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.base import Detection, FaceDetector
-from mikupal.faces.mesh import FaceMesh, mouth_opening
+from mikupal.faces.mesh import FaceMesh, MeshFollower, mouth_opening
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker
 from mikupal.faces.video import (
@@ -100,6 +103,7 @@ class FacesStage(Stage):
         self.max_side = int(fc.max_side) if fc.get("max_side") else None
         self.batch_size = max(1, int(fc.batch_size))
         self.detect_every = max(1, int(fc.get("detect_every") or 1))
+        self.follow_with_mesh = bool(fc.get("follow_with_mesh", False))
         self.max_faces = int(fc.max_faces)
         self.min_face_size = float(fc.get("min_face_size") or 0)
         self.decode_threads = bool(fc.get("decode_threads", True))
@@ -301,40 +305,88 @@ class FacesStage(Stage):
         return cuts, dict(zip(to_detect, found))
 
     def _finish_batch(self, batch: list[AnalysisFrame], detected_future: Future, state: _WindowState) -> None:
-        """Carry boxes between detector frames, run the face mesh and feed the tracker, for one batch in order."""
+        """Boxes between detector frames, the face mesh and the tracker, for one batch in order."""
         cuts, detections = detected_future.result()
-        width, height = state.size
-        kept_per_frame = []
+        if self.mesh is not None and self.follow_with_mesh:
+            faces = self._followed_faces(batch, detections, state)
+        else:
+            faces = self._carried_faces(batch, detections, state)
         for i, frame in enumerate(batch):
-            if i in detections:
-                state.detector_frames += 1
-                kept = self._keep(detections[i], width, height, state)
-                state.carry = kept
-            else:  # between detector frames, faces keep the boxes of the last detector frame
-                kept = state.carry
-            kept_per_frame.append(kept)
-        # the face mesh on every kept face of the batch at once (spread over its interpreters)
-        jobs = [(frame.image, d.box, d.keypoints) for frame, kept in zip(batch, kept_per_frame) for d, _ in kept]
-        points = iter(self.mesh.landmarks_many(jobs) if self.mesh is not None else [])
-        for i, (frame, kept) in enumerate(zip(batch, kept_per_frame)):
             state.n_frames += 1
             if cuts[i]:
                 state.tracker.cut()
                 state.cuts.append(frame.index)
-            detected = i in detections
-            if kept:
+            if faces[i]:
                 state.frames_with_face += 1
-            mouth = np.full(len(kept), np.nan)
-            if self.mesh is not None:
-                for j in range(len(kept)):
-                    face_points, _presence = next(points)
-                    if face_points is None:
-                        state.mesh_missed += 1
-                    else:
-                        mouth[j] = mouth_opening(face_points)
-            boxes = np.array([c for _, c in kept]).reshape(-1, 4) * state.scale
-            scores = np.array([d.score if detected else 0.0 for d, _ in kept])
-            state.tracker.update(frame.index, boxes, scores, mouth, detected=np.full(len(kept), detected))
+            boxes = np.array([box for box, _, _ in faces[i]]).reshape(-1, 4) * state.scale
+            scores = np.array([score for _, score, _ in faces[i]])
+            mouth = np.array([m for _, _, m in faces[i]])
+            state.tracker.update(frame.index, boxes, scores, mouth, detected=np.full(len(faces[i]), i in detections))
+
+    def _carried_faces(
+        self, batch: list[AnalysisFrame], detections: dict[int, list[Detection]], state: _WindowState
+    ) -> list[list[tuple[np.ndarray, float, float]]]:
+        """Each frame's ``(box, score, mouth)`` faces, faces keeping the box of the last detector frame in between."""
+        width, height = state.size
+        kept_per_frame = []
+        for i in range(len(batch)):
+            if i in detections:
+                state.detector_frames += 1
+                state.carry = self._keep(detections[i], width, height, state)
+            kept_per_frame.append(state.carry)
+        # the face mesh on every kept face of the batch at once (spread over its interpreters)
+        jobs = [(frame.image, d.box, d.keypoints) for frame, kept in zip(batch, kept_per_frame) for d, _ in kept]
+        points = iter(self.mesh.landmarks_many(jobs) if self.mesh is not None else [])
+        faces = []
+        for i, kept in enumerate(kept_per_frame):
+            mouth = [self._mouth(next(points)[0], state) if self.mesh is not None else np.nan for _ in kept]
+            faces.append([(c, d.score if i in detections else 0.0, m) for (d, c), m in zip(kept, mouth)])
+        return faces
+
+    def _followed_faces(
+        self, batch: list[AnalysisFrame], detections: dict[int, list[Detection]], state: _WindowState
+    ) -> list[list[tuple[np.ndarray, float, float]]]:
+        """Each frame's ``(box, score, mouth)`` faces, each face followed by its mesh from its detector frame on.
+
+        A detector frame starts a segment of frames that lasts to the next one; each face kept there is stepped
+        through the segment by a :class:`~mikupal.faces.mesh.MeshFollower` (the frames before the batch's first
+        detector frame continue the followers of the batch before). The segments' faces are independent chains,
+        spread over the mesh's interpreters.
+        """
+        width, height = state.size
+        segments: list[tuple[int, list[tuple[MeshFollower, float]]]] = []  # (first frame, [(follower, score)])
+        if 0 not in detections:
+            segments.append((0, state.followers))
+        for i in sorted(detections):
+            state.detector_frames += 1
+            kept = self._keep(detections[i], width, height, state)
+            segments.append((i, [(MeshFollower(d.box, d.keypoints), d.score) for d, _ in kept]))
+        ends = [start for start, _ in segments[1:]] + [len(batch)]
+        chains = [
+            (follower, [f.image for f in batch[start:end]])
+            for (start, faces), end in zip(segments, ends)
+            for follower, _ in faces
+        ]
+        steps = iter(self.mesh.follow_many(chains))
+        faces: list[list[tuple[np.ndarray, float, float]]] = [[] for _ in batch]
+        for start, segment in segments:
+            for _follower, score in segment:
+                for j, step in enumerate(next(steps)):
+                    box = _clip(step.box, width, height)
+                    if min(box[2] - box[0], box[3] - box[1]) < 1.0:  # followed out of the frame
+                        continue
+                    detected = j == 0 and start in detections
+                    faces[start + j].append((box, score if detected else 0.0, self._mouth(step.points, state)))
+        state.followers = segments[-1][1]
+        return faces
+
+    @staticmethod
+    def _mouth(points: np.ndarray | None, state: _WindowState) -> float:
+        """The mouth opening of one face's mesh points; NaN (and counted) where the mesh found no face."""
+        if points is None:
+            state.mesh_missed += 1
+            return float("nan")
+        return mouth_opening(points)
 
     def _keep(
         self, dets: list[Detection], width: int, height: int, state: _WindowState
@@ -342,9 +394,7 @@ class FacesStage(Stage):
         """Clip boxes to the frame, drop tiny ones, keep the ``max_faces`` largest (counting what is dropped)."""
         kept: list[tuple[Detection, np.ndarray]] = []
         for d in dets:
-            clipped = np.array(
-                [max(0.0, d.box[0]), max(0.0, d.box[1]), min(float(width), d.box[2]), min(float(height), d.box[3])]
-            )
+            clipped = _clip(d.box, width, height)
             if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < max(self.min_face_size, 1.0):
                 state.tiny += 1
                 continue
@@ -367,11 +417,17 @@ class _WindowState:
         self.n_frames = 0
         self.detector_frames = 0
         self.frames_with_face = 0
-        self.carry: list = []
+        self.carry: list = []  # (Detection, clipped box) of the last detector frame (faces.follow_with_mesh false)
+        self.followers: list = []  # (MeshFollower, score) of the faces followed at the batch's end (true)
         self.cuts: list[int] = []
         self.capped = 0
         self.tiny = 0
         self.mesh_missed = 0
+
+
+def _clip(box: Sequence[float] | np.ndarray, width: int, height: int) -> np.ndarray:
+    """``box`` clipped to a ``width`` × ``height`` frame."""
+    return np.array([max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])])
 
 
 def _drive(steps: Generator[None, None, Any]) -> Any:

@@ -34,14 +34,15 @@ class FaceTrack:
 
     All arrays are dense over ``frames`` (every analysis frame from the first to the last box); frames where the face
     was missed hold a linearly interpolated box, score 0, ``detected`` False and mouth NaN; frames between detector
-    runs (``faces.detect_every`` > 1) hold the carried box, score 0, ``detected`` False and a measured mouth.
+    runs (``faces.detect_every`` > 1) hold the box followed with the face mesh (``faces.follow_with_mesh``) or carried
+    from the last detector frame, score 0, ``detected`` False and a measured mouth.
 
     Attributes:
         track_id: id, unique within the window (0, 1, ... by first frame).
         frames: analysis frame indices ``(n,)``.
         boxes: ``(n, 4)`` boxes ``x1, y1, x2, y2`` in source-frame pixels.
         scores: ``(n,)`` detector scores.
-        detected: ``(n,)`` whether the box was detected (True) or interpolated or carried (False).
+        detected: ``(n,)`` whether the box was detected (True) or interpolated, followed or carried (False).
         mouth: ``(n,)`` mouth opening from the face mesh (NaN where unknown).
     """
 
@@ -145,8 +146,9 @@ class IouTracker:
         Args:
             frame: analysis frame index (increasing between calls).
             boxes: ``(M, 4)`` boxes. scores: ``(M,)``. mouth: ``(M,)`` mouth openings (NaN where unknown).
-            detected: ``(M,)`` whether each box comes from the detector (default) or was carried over from an
-                earlier frame; carried boxes extend tracks like detections but are marked in ``FaceTrack.detected``.
+            detected: ``(M,)`` whether each box comes from the detector (default) or was followed or carried from
+                an earlier detector frame; such boxes extend tracks like detections but are marked in
+                ``FaceTrack.detected``.
 
         Returns:
             For each detection, the index of the open track it joined (new tracks included), in input order.
