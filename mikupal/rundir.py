@@ -272,9 +272,10 @@ class StageStore:
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.dir.glob("part-*.stats.json"))]
 
     def add_stats(self, **values: float) -> None:
-        """Add this rank's numbers (wall, CPU and GPU seconds, audio seconds processed) to its stats file."""
+        """Add this rank's numbers (wall, CPU and GPU seconds, audio seconds processed) to its stats file; a number
+        the file holds and this call does not give is kept."""
         old = json.loads(self.stats_path.read_text(encoding="utf-8")) if self.stats_path.exists() else {}
-        atomic_write_json(self.stats_path, {k: round(old.get(k, 0.0) + v, 6) for k, v in values.items()})
+        atomic_write_json(self.stats_path, {**old, **{k: round(old.get(k, 0.0) + v, 6) for k, v in values.items()}})
 
     def compact_own_outputs(self, parent_key: Any, done: set[str]) -> None:
         """Drop this rank's output lines whose item never finished in this part (left by a killed run)."""

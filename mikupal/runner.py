@@ -807,18 +807,20 @@ def format_summary(summary: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     lines = ["", "MIKU-PAL run summary", "-" * 40]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
-    lines += ["", f"{'stage':<10} {'done':>6} {'out':>7} {'dropped':>8} {'errors':>7} {'wall s':>9} {'CPU s':>9} "
-              f"{'audio h':>9} {'h/CPU-h':>9} {'h/GPU-h':>9}"]
+    lines += ["", f"{'stage':<10} {'done':>6} {'out':>7} {'dropped':>8} {'errors':>7} {'wall s':>9} {'setup s':>8} "
+              f"{'CPU s':>9} {'audio h':>9} {'h/CPU-h':>9} {'h/GPU-h':>9}"]
     for name, s in summary["stages"].items():
         def num(key: str, fmt: str) -> str:
             return "-" if s.get(key) is None else format(s[key], fmt)
 
         lines.append(
             f"{name:<10} {s['items_done']:>6} {s['outputs']:>7} {s['dropped']:>8} {s['errors']:>7} "
-            f"{num('wall_time_s', '.2f'):>9} {num('cpu_time_s', '.2f'):>9} {num('audio_hours', '.4f'):>9} "
+            f"{num('wall_time_s', '.2f'):>9} {num('setup_time_s', '.2f'):>8} {num('cpu_time_s', '.2f'):>9} "
+            f"{num('audio_hours', '.4f'):>9} "
             f"{num('audio_hours_per_cpu_hour', '.1f'):>9} {num('audio_hours_per_gpu_hour', '.1f'):>9}"
         )
-    lines.append("(h/CPU-h, h/GPU-h: audio hours a stage processes per CPU-hour / GPU-hour, from this run directory)")
+    lines.append("(setup s: the stage's model loading, in wall s or, prefetched, in the background; h/CPU-h, h/GPU-h: "
+                 "audio hours a stage processes per CPU-hour / GPU-hour, from this run directory)")
     if summary["drops"]:
         lines += ["", "drops by reason:"]
         lines += [f"  {reason:<36} {n:>6}" for reason, n in summary["drops"].items()]

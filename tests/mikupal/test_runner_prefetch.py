@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mikupal.runner import ConfigError, PrefetchingHost, run_pipeline
+from mikupal.runner import ConfigError, PrefetchingHost, format_summary, run_pipeline
 from mikupal.stage import Stage, StageContext
 from mikupal.testing.config import compose_pipeline
 
@@ -191,8 +191,20 @@ def test_a_stages_setup_time_is_reported_wherever_the_setup_ran(speech_video, tm
         assert 1.5 <= stages[prefetch]["vad"]["setup_time_s"] < 10
         assert all(0 <= s["setup_time_s"] < 10 for s in stages[prefetch].values())
     assert stages[0]["vad"]["wall_time_s"] >= stages[0]["vad"]["setup_time_s"]  # in place: inside the stage's time
+    vad_row = next(line for line in format_summary(summary).splitlines() if line.startswith("vad "))
+    assert f"{stages[2]['vad']['setup_time_s']:.2f}" in vad_row.split()  # the printed table shows it too
     resumed = run_pipeline(compose_pipeline(*_overrides(video, tmp_path / "prefetch0", "runner.prefetch=0", *slow)))
     assert resumed["stages"]["vad"]["setup_time_s"] == stages[0]["vad"]["setup_time_s"]  # nothing to do: no setup
+
+
+def test_stage_stats_add_up_and_keep_the_numbers_a_call_leaves_out(tmp_path):
+    from mikupal.rundir import StageStore
+
+    store = StageStore(tmp_path, "vad", 0, 1)
+    store.dir.mkdir(parents=True)
+    store.add_stats(wall_s=1.5, setup_s=0.25)
+    store.add_stats(wall_s=2.0)  # e.g. a caller that measures no setup
+    assert json.loads(store.stats_path.read_text()) == {"wall_s": 3.5, "setup_s": 0.25}
 
 
 def test_negative_prefetch_is_a_config_error(tmp_path, speech_video):
