@@ -38,6 +38,8 @@ Usage::
     python benchmarks/bench_vision.py --duration 0 --two-speaker 40 --seeds 1 2 --real
     python benchmarks/bench_vision.py --layout two --duration 129 --repeats 3   # issue 15's two-face 720p clip
     # --workdir DIR --keep reuses the clip that an earlier run with the same options left in DIR
+    python benchmarks/bench_vision.py --duration 0 --two-speaker 40 --seeds 1 2 --real --set "faces.detect_every=10"
+    # --set: config overrides for every measurement (a fresh --workdir for each setting: the real-footage run resumes)
 """
 
 from __future__ import annotations
@@ -226,8 +228,9 @@ def _outputs(result):
     return result
 
 
-def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
-    """Correct-face rate of the default faces + asd stages on two-speaker clips with known truth."""
+def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int], overrides: Sequence[str] = ()) -> dict:
+    """Correct-face rate of the faces + asd stages (default config plus ``overrides``) on two-speaker clips with
+    known truth."""
     import logging
 
     import numpy as np
@@ -256,7 +259,9 @@ def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
             )
             utts.append(Utterance(uid, f"two{seed}", str(clip.path), seg.start, seg.end, f"audio/{uid}.flac"))
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-            cfg = compose("pipeline", overrides=[f"input={clip.path}", f"run_dir={run}", "fail_fast=true"])
+            cfg = compose(
+                "pipeline", overrides=[f"input={clip.path}", f"run_dir={run}", "fail_fast=true", *overrides]
+            )
         ctx = StageContext(run_dir=run, rank=0, world_size=1, cfg=cfg)
         faces, asd = FacesStage(cfg), AsdStage(cfg)
         faces.setup(ctx)
@@ -292,8 +297,9 @@ def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int]) -> dict:
     return out
 
 
-def real_footage(workdir: Path) -> tuple[str, dict]:
-    """The decision table of the default pipeline on the real-footage cases, and its numbers."""
+def real_footage(workdir: Path, overrides: Sequence[str] = ()) -> tuple[str, dict]:
+    """The decision table of the default pipeline (plus config ``overrides``) on the real-footage cases, and its
+    numbers."""
     import logging
 
     from mikupal.testing.real_asd import build_cases, decision_table, decisions, run_cases
@@ -301,7 +307,7 @@ def real_footage(workdir: Path) -> tuple[str, dict]:
     logging.basicConfig(level=logging.WARNING)
     cases = build_cases(workdir / "real_clips", limits=True)
     t0 = time.perf_counter()
-    run_cases(cases, workdir / "real_run")
+    run_cases(cases, workdir / "real_run", *overrides)
     rows = decisions(cases, workdir / "real_run")
     counted = [d for d in rows if not d.limit]
     numbers = {
@@ -344,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the stages with these config overrides (space-separated, e.g. 'asd.workers=1'), "
         "alternating with the default settings in each repeat; both tables are printed",
     )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        default="",
+        help="config overrides for every measurement (space-separated, e.g. 'faces.detect_every=10'): the two-speaker "
+        "clips, the real footage and the timed runs (--compare adds its own on top)",
+    )
     parser.add_argument("--_run-stages", dest="run_stages", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_overrides", dest="overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -356,11 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_vision_"))
     workdir.mkdir(parents=True, exist_ok=True)
     numbers: dict = {}
+    settings = args.settings.split()
+    label = f"; {args.settings}" if settings else ""
     try:
         if args.two_speaker:
-            acc = two_speaker_accuracy(workdir, args.two_speaker, args.seeds)
+            acc = two_speaker_accuracy(workdir, args.two_speaker, args.seeds, settings)
             numbers["two_speaker"] = acc
-            print("active speaker detection on two-speaker clips (faces=blazeface, asd=sync)")
+            print(f"active speaker detection on two-speaker clips (faces=blazeface, asd=sync{label})")
             print(
                 f"  correct face           {acc['correct']}/{acc['n']} = {acc['correct'] / acc['n']:.1%}"
                 "  (target >= 95%)"
@@ -372,9 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{a['speaker_score_median']:.3f} vs other face {a['other_score_median']:.3f}"
                 )
         if args.real:
-            table, real = real_footage(workdir)
+            table, real = real_footage(workdir, settings)
             numbers["real"] = real
-            print("active speaker detection on real footage (default pipeline: silero, whisper-base, blazeface, sync)")
+            print(
+                f"active speaker detection on real footage (default pipeline: silero, whisper-base, blazeface, sync{label})"
+            )
             print("  " + table.replace("\n", "\n  "))
         if args.duration <= 0:
             if args.json:
@@ -387,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             info = make_inputs(workdir, args.duration, (width, height), args.fps, args.layout)
             saved.write_text(json.dumps({"key": key, "info": info}))
-        variants = {"default settings": []}
+        variants = {args.settings or "default settings": settings}
         if args.compare:
-            variants[args.compare] = args.compare.split()
+            variants[" ".join([args.settings, args.compare]).strip()] = [*settings, *args.compare.split()]
         load_before = os.getloadavg()
         all_runs: dict[str, list[dict]] = {name: [] for name in variants}
         for _ in range(max(1, args.repeats)):
@@ -412,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             res = _table(runs, info, args, (width, height), load_before, load_after, name)
             numbers.setdefault("results", {})[name] = res
         if args.json:
-            numbers.update({"clip": info, "result": numbers["results"]["default settings"]})
+            numbers.update({"clip": info, "result": numbers["results"][args.settings or "default settings"]})
             args.json.write_text(json.dumps(numbers, indent=2))
     finally:
         if not args.keep and args.workdir is None:
