@@ -345,6 +345,7 @@ def write_video(
     size: tuple[int, int] | None = None,
     crf: int = 23,
     preset: str = "veryfast",
+    encoder_threads: int | None = None,
     fmt: str | None = "mp4",
     options: dict | None = None,
     cover: np.ndarray | None = None,
@@ -369,6 +370,9 @@ def write_video(
         size: ``(width, height)`` of the video; default: the first frame's. Frames are cut to it, and to even sides
             (yuv420p needs them).
         crf, preset: libx264 quality and speed.
+        encoder_threads: libx264 threads; ``None``: its own choice (frame threads, about 1.5 per core). libx264
+            (PyAV 18.1's build) is not byte-reproducible on any thread count: the same frames encoded twice in one
+            process sometimes differ in a packet.
         fmt: container (``mp4``, ``matroska``, ``mp3``, ``ipod`` for .m4a, ...); ``None`` guesses from the suffix.
         options: muxer options (e.g. ``{"movflags": "faststart"}``).
         cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as tagged MP3/M4A files carry).
@@ -401,6 +405,8 @@ def write_video(
             vstream.width, vstream.height = width - width % 2, height - height % 2
             vstream.pix_fmt = "yuv420p"
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
+            if encoder_threads is not None:
+                vstream.options["threads"] = str(int(encoder_threads))
             for key, value in (colour or {}).items():
                 if key not in ("colorspace", "color_range"):
                     raise ValueError(f"{path}: unknown colour tag {key!r} (colorspace, color_range)")

@@ -441,6 +441,7 @@ class AsdStage(Stage):
                         smooth=int(cc.smooth),
                         crf=int(cc.crf),
                         preset=str(cc.preset),
+                        encoder_threads=cc.get("encoder_threads"),
                         fmt=fmt,
                         colour=reader.colour,
                     ),

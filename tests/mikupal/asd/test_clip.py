@@ -168,3 +168,25 @@ def test_the_stage_crops_a_yuv420p_source_in_yuv(source):
     with VideoReader(source.path) as reader:
         assert reader.pix_fmt == "yuv420p" and reader.size == (640, 360)
         assert _clip_frame_format(reader) == "yuv420p"
+
+
+def _x264_threads(path) -> int:
+    """The ``threads=`` libx264 wrote into its settings message at the start of the stream."""
+    import re
+
+    return int(re.search(rb"threads=(\d+) ", path.read_bytes()).group(1))
+
+
+def test_face_clips_are_encoded_on_one_libx264_thread_by_default(source, tmp_path):
+    """One thread per clip (asd.workers encode clips at once); ``encoder_threads=None`` leaves libx264 its own."""
+    from mikupal.media import write_video
+
+    start, end = 0.3, 2.7
+    n = int(np.ceil((end - start) * 25 - 1e-6))
+    boxes = np.tile([200.0, 40.0, 440.0, 280.0], (n, 1))
+    track = FaceTrack(0, np.arange(n), boxes, np.ones(n), np.ones(n, bool), np.full(n, np.nan))
+    audio = source.audio[int(start * SR) : int(end * SR)]
+    assert _write(tmp_path / "clip.mp4", source.path, "yuv420p", start, end, track, audio) == n
+    assert _x264_threads(tmp_path / "clip.mp4") == 1
+    auto = write_video(tmp_path / "auto.mp4", [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0)  # libx264's own choice
+    assert auto == 3 and _x264_threads(tmp_path / "auto.mp4") > 1
