@@ -141,7 +141,9 @@ def test_ray_worker_sets_up_a_model_stage_once_for_its_ranks_and_frees_it_after_
     made = [int(p.name.split("-")[0]) for p in setups.glob("*.setup")]
     ranks_with_work = [p for p in (run / "separate").glob("part-*-of-00006.done.jsonl") if _lines(p)]
     assert len(made) == len(set(made)), f"a worker set separate up more than once: {sorted(made)}"
-    assert len(made) < len(ranks_with_work)  # fewer setups than ranks: the workers reused what they built
+    # one setup per worker (two task slots), however many of their ranks have work: fewer setups than ranks where
+    # more than two ranks have work (which ranks get work depends on the input paths, so sometimes only two do)
+    assert len(made) <= min(2, len(ranks_with_work))
     tasks = summary["executor"]["tasks"]
     separate = [t for t in tasks if t["stage"] == "separate"]
     assert sum(t["built"] for t in separate) == len(made)  # the executor's own count agrees with the backend's
