@@ -17,6 +17,16 @@ WER 7.0% → 5.6% on that set. The 10 dB was chosen on four other music tracks o
 unprocessed, 23% plain RNNoise, 11% with the limit), not on the track the reported figures use;
 ``attenuation_limit_db: null`` gives plain RNNoise output.
 
+Segments: a long recording is denoised as independent segments of ``segment_seconds`` (15 s), each on a fresh
+RNNoise state started ``warmup_seconds`` (1 s) before the segment, whose warm-up output is discarded; ``workers``
+threads denoise segments at once (ctypes releases the GIL inside ``rnnoise_process_frame``), so both cores of a
+2-core machine work on one recording. Segment bounds depend only on the recording's length, so the output is the
+same for any ``workers``. It is not the output of one pass with the state carried through: RNNoise's recurrent
+state does not forget its start, so after a join the output keeps differing a little from the one-pass output.
+Measured with the defaults: 1.2% of the output's RMS level (-39 dB) on a 131 s two-face clip of clean speech, 3.0%
+(-30 dB) on LibriVox speech over music at 3 dB SNR, where SI-SDR stays 6.18 dB; a 4 s warm-up gives 1.5% there.
+``segment_seconds: null`` gives the one-pass output.
+
 The library is loaded with :mod:`ctypes` from the registry's verified path. ``pyrnnoise``'s own Python package is
 not imported (its ``__init__`` needs ``audiolab``); the four C functions are bound here, with the signatures of
 ``pyrnnoise/rnnoise.py``.
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -48,8 +59,11 @@ class RnnoiseSeparator(Separator):
     Args:
         model: registry name or path of ``librnnoise.so``.
         attenuation_limit_db: the most (in dB) the output may attenuate the input; ``None`` for plain RNNoise.
-        chunk_seconds: audio is processed in chunks of this length so memory stays flat on long recordings
-            (the RNNoise state carries across chunks, so chunking does not change the output).
+        chunk_seconds: a segment (or, with ``segment_seconds=None``, the recording) is processed in chunks of this
+            length so memory stays flat (the state carries across chunks, so chunking does not change the output).
+        segment_seconds: length of the independently denoised segments; ``None``: one pass over the recording.
+        warmup_seconds: how far before its segment each segment's fresh state starts.
+        workers: segments denoised at once, in threads (the output does not depend on it).
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -58,7 +72,13 @@ class RnnoiseSeparator(Separator):
     model_keys = ("model",)
 
     def __init__(
-        self, model: str = "rnnoise", attenuation_limit_db: float | None = 10.0, chunk_seconds: float = 60.0
+        self,
+        model: str = "rnnoise",
+        attenuation_limit_db: float | None = 10.0,
+        chunk_seconds: float = 60.0,
+        segment_seconds: float | None = 15.0,
+        warmup_seconds: float = 1.0,
+        workers: int = 1,
     ) -> None:
         if chunk_seconds <= 0:
             raise ValueError(f"separate.chunk_seconds must be positive, got {chunk_seconds}")
@@ -66,9 +86,18 @@ class RnnoiseSeparator(Separator):
             raise ValueError(
                 f"separate.attenuation_limit_db must be positive (dB) or null for no limit, got {attenuation_limit_db}"
             )
+        if segment_seconds is not None and segment_seconds <= 0:
+            raise ValueError(f"separate.segment_seconds must be positive or null (one pass), got {segment_seconds}")
+        if warmup_seconds < 0:
+            raise ValueError(f"separate.warmup_seconds must be >= 0, got {warmup_seconds}")
+        if int(workers) < 1:
+            raise ValueError(f"separate.workers must be >= 1, got {workers}")
         self.model = model
         self.attenuation_limit_db = attenuation_limit_db
         self.chunk_seconds = chunk_seconds
+        self.segment_seconds = segment_seconds
+        self.warmup_seconds = warmup_seconds
+        self.workers = int(workers)
         self._lib: ctypes.CDLL | None = None
         self._frame = 480
 
@@ -129,40 +158,64 @@ class RnnoiseSeparator(Separator):
         if n_in == 0:
             return audio.copy(), np.zeros(0, np.float32)
         x = resample(audio, sampling_rate, RNNOISE_RATE) * PCM_SCALE
+        n_x = len(x)
         frame = self._frame
         delay = DELAY_FRAMES * frame
-        n_frames = -(-(len(x) + delay) // frame)
-        chunk_frames = max(1, int(self.chunk_seconds * RNNOISE_RATE) // frame)
+        n_frames = -(-(n_x + delay) // frame)
+        x = np.pad(x, (0, n_frames * frame - n_x))  # the last frames see zeros after the end, as one pass does
         out = np.empty(n_frames * frame, np.float32)
         probs = np.empty(n_frames, np.float32)
-        lib = self._lib
-        pointer = ctypes.POINTER(ctypes.c_float)
-        state = lib.rnnoise_create(None)
-        if not state:
-            raise MemoryError("rnnoise_create returned NULL")
-        try:
-            for c0 in range(0, n_frames, chunk_frames):
-                c1 = min(n_frames, c0 + chunk_frames)
-                buf = np.zeros((c1 - c0) * frame, np.float32)
-                piece = x[c0 * frame : c1 * frame]
-                buf[: len(piece)] = piece
-                res = np.empty_like(buf)
-                src_base = buf.ctypes.data
-                dst_base = res.ctypes.data
-                step = frame * 4  # bytes per frame of float32
-                for i in range(c1 - c0):
-                    probs[c0 + i] = lib.rnnoise_process_frame(
-                        state,
-                        ctypes.cast(dst_base + i * step, pointer),
-                        ctypes.cast(src_base + i * step, pointer),
-                    )
-                out[c0 * frame : c1 * frame] = res
-        finally:
-            lib.rnnoise_destroy(state)
-        y = out[delay : delay + len(x)] / PCM_SCALE
+        jobs = self.segments(n_frames)
+        if self.workers > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(jobs)), thread_name_prefix="rnnoise") as pool:
+                list(pool.map(lambda job: self._run_frames(x, *job, out, probs), jobs))
+        else:
+            for job in jobs:
+                self._run_frames(x, *job, out, probs)
+        y = out[delay : delay + n_x] / PCM_SCALE
         denoised = resample(y, RNNOISE_RATE, sampling_rate)
         if len(denoised) >= n_in:
             denoised = denoised[:n_in]
         else:
             denoised = np.pad(denoised, (0, n_in - len(denoised)))
         return np.ascontiguousarray(denoised, dtype=np.float32), probs[DELAY_FRAMES:]
+
+    def segments(self, n_frames: int) -> list[tuple[int, int, int]]:
+        """``(start, keep, end)`` frame indices of each segment of an ``n_frames``-frame recording: frames
+        ``start..end`` are denoised on one fresh state and the output from ``keep`` on is kept."""
+        if self.segment_seconds is None:
+            return [(0, 0, n_frames)]
+        per_second = RNNOISE_RATE // self._frame
+        length = max(1, round(self.segment_seconds * per_second))
+        warmup = round(self.warmup_seconds * per_second)
+        return [(max(0, k - warmup), k, min(n_frames, k + length)) for k in range(0, n_frames, length)]
+
+    def _run_frames(
+        self, x: np.ndarray, start: int, keep: int, end: int, out: np.ndarray, probs: np.ndarray
+    ) -> None:
+        """Denoise frames ``start..end`` of ``x`` on a fresh state, in chunks of ``chunk_seconds``, writing the
+        output and speech probability of frames ``keep..end`` into ``out`` and ``probs``."""
+        lib, frame = self._lib, self._frame
+        pointer = ctypes.POINTER(ctypes.c_float)
+        step = frame * 4  # bytes per frame of float32
+        chunk_frames = max(1, int(self.chunk_seconds * RNNOISE_RATE) // frame)
+        state = lib.rnnoise_create(None)
+        if not state:
+            raise MemoryError("rnnoise_create returned NULL")
+        try:
+            for c0 in range(start, end, chunk_frames):
+                c1 = min(end, c0 + chunk_frames)
+                src = np.ascontiguousarray(x[c0 * frame : c1 * frame])
+                res = np.empty_like(src)
+                chunk_probs = np.empty(c1 - c0, np.float32)
+                for i in range(c1 - c0):
+                    chunk_probs[i] = lib.rnnoise_process_frame(
+                        state,
+                        ctypes.cast(res.ctypes.data + i * step, pointer),
+                        ctypes.cast(src.ctypes.data + i * step, pointer),
+                    )
+                first = max(c0, keep)
+                out[first * frame : c1 * frame] = res[(first - c0) * frame :]
+                probs[first:c1] = chunk_probs[first - c0 :]
+        finally:
+            lib.rnnoise_destroy(state)

@@ -18,6 +18,7 @@ class SeparateStage(Stage):
     output_type = Recording
     backend_group = "separate"
     backend: Separator
+    operational_keys = ("separate.workers",)
 
 
     def process(self, item: Recording, ctx: StageContext) -> Sequence[Recording]:
