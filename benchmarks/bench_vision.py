@@ -40,6 +40,8 @@ Usage::
     # --workdir DIR --keep reuses the clip that an earlier run with the same options left in DIR
     python benchmarks/bench_vision.py --duration 0 --two-speaker 40 --seeds 1 2 --real --set "faces.detect_every=10"
     # --set: config overrides for every measurement (a fresh --workdir for each setting: the real-footage run resumes)
+    python benchmarks/bench_vision.py --duration 0 --two-speaker 40 --seeds 1 2 --two-speaker-frame 1280x720
+    # the same faces in 1280x720 frames, which the analysis shrinks to 640x360: measures the frame shrinking too
 """
 
 from __future__ import annotations
@@ -228,9 +230,13 @@ def _outputs(result):
     return result
 
 
-def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int], overrides: Sequence[str] = ()) -> dict:
+def two_speaker_accuracy(
+    workdir: Path, n: int, seeds: list[int], overrides: Sequence[str] = (), frame: tuple[int, int] | None = None
+) -> dict:
     """Correct-face rate of the faces + asd stages (default config plus ``overrides``) on two-speaker clips with
-    known truth."""
+    known truth: 640×320 frames with two 320-pixel face panels, or ``frame`` = ``(width, height)`` with panels as
+    large as its halves allow (1280×720: two 640-pixel panels, shrunk to 320 pixels by the analysis at 640×360, as
+    large as in the default clips, so what the shrinking itself changes is measured)."""
     import logging
 
     import numpy as np
@@ -248,7 +254,8 @@ def two_speaker_accuracy(workdir: Path, n: int, seeds: list[int], overrides: Seq
     rows = []
     for seed in seeds:
         root = workdir / f"two_speaker_{seed}"
-        clip = two_speaker_clip(root / "two.mp4", n_utterances=n, seed=seed)
+        shape = dict(panel=min(frame[0] // 2, frame[1]), size=frame) if frame else {}
+        clip = two_speaker_clip(root / "two.mp4", n_utterances=n, seed=seed, **shape)
         run = root / "run"
         (run / "audio").mkdir(parents=True, exist_ok=True)
         utts = []
@@ -343,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--two-speaker", type=int, default=0, help="also measure ASD accuracy on N-utterance clips")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="one two-speaker clip per seed")
+    parser.add_argument("--two-speaker-frame", default=None, metavar="WxH",
+                        help="render the two-speaker clips at this frame size (e.g. 1280x720; see two_speaker_accuracy)")
     parser.add_argument("--real", action="store_true", help="also print the decision table on real footage")
     parser.add_argument(
         "--compare",
@@ -373,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     label = f"; {args.settings}" if settings else ""
     try:
         if args.two_speaker:
-            acc = two_speaker_accuracy(workdir, args.two_speaker, args.seeds, settings)
+            frame = tuple(int(v) for v in args.two_speaker_frame.split("x")) if args.two_speaker_frame else None
+            acc = two_speaker_accuracy(workdir, args.two_speaker, args.seeds, settings, frame)
             numbers["two_speaker"] = acc
             print(f"active speaker detection on two-speaker clips (faces=blazeface, asd=sync{label})")
             print(
