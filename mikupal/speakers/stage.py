@@ -77,6 +77,7 @@ class SpeakersStage(Stage):
     input_type = output_type = Utterance
     backend_group = "speakers"
     operational_keys = ("speakers.workers",)
+    background_imports = ("sklearn.cluster",)  # the clustering (scikit-learn: 1.5-3 s to import)
     backend: SpeakerEmbedder
 
     def setup(self, ctx: StageContext) -> None:

@@ -139,3 +139,46 @@ def test_setup_starts_importing_the_stages_background_imports(tmp_path, monkeypa
     assert started and started[0] is not None
     started[0].join(timeout=30)
     assert sys.modules[probe].LOADED
+
+
+# The work of a stage whose work imports slow packages lazily, run in a fresh interpreter after the stage's
+# background_imports: it must import no further module of those packages (a lazy import added to the work but not
+# to background_imports puts seconds of importing back on the stage's critical path). Stage -> (packages, work).
+_WORK = {
+    "mikupal.speakers.stage:SpeakersStage": ("sklearn", 
+        "import numpy as np\n"
+        "from mikupal.speakers.clustering import cluster\n"
+        "v = np.eye(4)[[0, 0, 1, 2]] + 0.01\n"
+        "cluster(v / np.linalg.norm(v, axis=1, keepdims=True), 0.35)\n"
+    ),
+    "mikupal.faces.stage:FacesStage": ("scipy", 
+        "import numpy as np\n"
+        "from mikupal.faces.tracking import IouTracker\n"
+        "t = IouTracker(iou_threshold=0.3, max_gap=2, min_length=1)\n"
+        "for k in range(3):\n"
+        "    t.update(k, np.array([[10.0 + k, 10, 50, 50], [60, 10, 99, 50]]), np.array([0.9, 0.9]))\n"
+        "t.finish()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(_WORK))
+def test_a_stages_work_imports_nothing_its_background_imports_left_out(stage):
+    import subprocess
+    import textwrap
+
+    module, cls = stage.split(":")
+    package, work = _WORK[stage]
+    script = textwrap.dedent(f"""
+        import importlib, sys
+        stage = getattr(importlib.import_module({module!r}), {cls!r})
+        for name in stage.background_imports:
+            importlib.import_module(name)
+        before = set(sys.modules)
+    """) + work + textwrap.dedent(f"""
+        late = sorted(m for m in set(sys.modules) - before if m.split(".")[0] == {package!r})
+        print("LATE", late)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LATE []" in out.stdout, out.stdout
