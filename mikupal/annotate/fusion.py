@@ -85,6 +85,7 @@ from mikupal.annotate.base import (
 from mikupal.annotate.prosody import ProsodyFeatures, count_words, prosody_features, yin_pitch
 from mikupal.labels import LabelSet, as_label_set
 from mikupal.records import Emotion
+from mikupal.stage import in_threads
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class FusionAnnotator(Annotator):
         threads: CPU threads for the face model and the text encoder.
         calibration: name under ``conf/calibration/`` (or a YAML path) of the fitted confidence calibration;
             ``None``: the confidence is the winner's fused probability, uncalibrated.
+        workers: utterances of a batch fused at once, in threads (the same answers for any number).
     """
 
     #: Python packages setup() imports (import name -> what to install); checked before a run starts.
@@ -234,6 +236,7 @@ class FusionAnnotator(Annotator):
         text_batch_size: int = 64,
         threads: int = 1,
         calibration: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.model_id = str(version)
         self.prompt_version = None
@@ -258,6 +261,9 @@ class FusionAnnotator(Annotator):
                                   "rate": 2.8, "rate_scale": 1.0, **dict(prosody_reference or {})}
         self.text_batch_size = int(text_batch_size)
         self.threads = int(threads)
+        if int(workers) < 1:
+            raise ValueError(f"annotator.workers must be >= 1, got {workers}")
+        self.workers = int(workers)
         self._encoder: Any = None
         self._fer: Any = None
         self._fer_lock = threading.Lock()
@@ -469,13 +475,18 @@ class FusionAnnotator(Annotator):
             label_set = requests[indices[0]].label_set
             matrix = self.text_similarities([requests[i].transcript or "" for i in indices], label_set)
             sims.update({i: matrix[k] for k, i in enumerate(indices)})
-        out: list[RolloutAnswer | Exception] = []
-        for i, request in enumerate(requests):
+        if any("video" in r.modalities and r.face_clip is not None for r in requests):
+            self._load_face()  # before the threads: they share the one interpreter (under its lock)
+        self._load_calibration()
+
+        def fuse(i: int) -> RolloutAnswer | Exception:
             try:
-                out.append(self._fuse(request, sims.get(i)))
+                return self._fuse(requests[i], sims.get(i))
             except Exception as e:  # noqa: BLE001 - returned in the request's place
-                out.append(e)
-        return out
+                return e
+
+        # face clips decode and pitch tracks run in numpy/FFmpeg with the GIL released: both cores, same answers
+        return list(in_threads(fuse, range(len(requests)), self.workers, "fusion"))
 
     def _fuse(self, request: AnnotationRequest, text_sims: np.ndarray | None) -> RolloutAnswer:
         label_set = request.label_set

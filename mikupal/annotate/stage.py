@@ -100,7 +100,7 @@ class AnnotateStage(Stage):
     operational_keys = tuple(f"annotator.{key}" for key in (
         "max_cost", "max_in_flight", "requests_per_minute", "rate_burst", "timeout", "retry", "base_url", "api_key_env",
         "cache_dir", "inline_max_bytes", "file_poll_interval", "file_poll_timeout", "delete_uploads", "prices",
-        "text_batch_size", "threads",
+        "text_batch_size", "threads", "workers",
     ))
     backend_group = "annotator"
     config_error = AnnotatorConfigError

@@ -129,6 +129,32 @@ def test_all_channels_fused_with_evidence_in_the_rationale(fusion, smiling_clip,
     assert with_face.scores["joy"] > text_only.scores["joy"] + 0.2
 
 
+def test_a_batch_on_two_workers_gets_the_one_worker_answers(fusion, smiling_clip, media_dir):
+    """``annotator.workers`` fuses utterances in threads (sharing the FER interpreter under its lock): the answers,
+    their order and a failed item's error are those of one worker."""
+    requests = [
+        AnnotationRequest("a", MELD, transcript="We're getting married! I'm so happy!", face_clip=smiling_clip,
+                          audio=media_dir / "speech.flac"),
+        AnnotationRequest("b", EMO26, modalities=frozenset({"video"}), face_clip=None, audio=None),  # no evidence
+        AnnotationRequest("c", MELD, modalities=frozenset({"text", "video"}), transcript="Well, here we are.",
+                          face_clip=smiling_clip),
+        AnnotationRequest("d", EMO26, modalities=frozenset({"audio", "text"}), transcript="Leave me alone.",
+                          audio=media_dir / "speech.flac"),
+    ] * 3
+    one, two = FusionAnnotator.from_config({"workers": 1}), FusionAnnotator.from_config({"workers": 2})
+    for annotator in (one, two):
+        annotator.setup()
+    serial, threaded = one.annotate_batch(requests), two.annotate_batch(requests)
+    assert two.workers == 2 and len(threaded) == len(requests)
+    for a, b in zip(serial, threaded):
+        if isinstance(a, Exception):
+            assert type(b) is type(a) and str(b) == str(a)
+        else:
+            assert (b.label, b.intensity, b.rationale, b.scores, b.confidence) == (
+                a.label, a.intensity, a.rationale, a.scores, a.confidence)
+    assert sum(isinstance(a, AnnotationError) for a in serial) == 3
+
+
 def test_no_usable_evidence_is_an_error(fusion, media_dir):
     with pytest.raises(AnnotationError, match="no usable evidence"):
         fusion.annotate(AnnotationRequest("u", MELD, modalities=frozenset({"video"}), face_clip=None,

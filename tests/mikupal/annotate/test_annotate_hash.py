@@ -16,7 +16,7 @@ from mikupal.testing.config import compose_pipeline
 OPERATIONAL = {
     "max_cost", "max_in_flight", "requests_per_minute", "rate_burst", "timeout", "retry", "base_url", "api_key_env",
     "cache_dir", "inline_max_bytes", "file_poll_interval", "file_poll_timeout", "delete_uploads", "prices",
-    "text_batch_size", "threads",
+    "text_batch_size", "threads", "workers",
 }
 PROMPTED = {"gemini", "openai", "transformers"}  # annotators that send the prompt (APIAnnotator subclasses)
 
