@@ -145,13 +145,23 @@ def test_setup_starts_importing_the_stages_background_imports(tmp_path, monkeypa
 # background_imports: it must import no further module of those packages (a lazy import added to the work but not
 # to background_imports puts seconds of importing back on the stage's critical path). Stage -> (packages, work).
 _WORK = {
-    "mikupal.speakers.stage:SpeakersStage": ("sklearn", 
+    "mikupal.speakers.stage:SpeakersStage": ("sklearn",
         "import numpy as np\n"
         "from mikupal.speakers.clustering import cluster\n"
         "v = np.eye(4)[[0, 0, 1, 2]] + 0.01\n"
         "cluster(v / np.linalg.norm(v, axis=1, keepdims=True), 0.35)\n"
     ),
-    "mikupal.faces.stage:FacesStage": ("scipy", 
+    "mikupal.asd.stage:AsdStage": ("scipy",
+        "import numpy as np\n"
+        "from scipy.signal import sosfiltfilt\n"  # what the sync detector filters with
+        "from mikupal.asd.sync import _band_sos\n"
+        "sosfiltfilt(_band_sos(2, 2.0, 7.0, 25.0), np.random.default_rng(0).normal(size=200))\n"
+        "from mikupal.asd.clip import smooth_track_boxes\n"
+        "from mikupal.faces.tracking import FaceTrack\n"
+        "ones = np.ones(20)\n"
+        "smooth_track_boxes(FaceTrack(0, np.arange(20), np.tile([10.0, 10, 50, 50], (20, 1)), ones, ones > 0, ones), 20)\n"
+    ),
+    "mikupal.faces.stage:FacesStage": ("scipy",
         "import numpy as np\n"
         "from mikupal.faces.tracking import IouTracker\n"
         "t = IouTracker(iou_threshold=0.3, max_gap=2, min_length=1)\n"
