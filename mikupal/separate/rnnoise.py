@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from mikupal.media import resample
 from mikupal.separate.base import Separator
+from mikupal.stage import in_threads
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +165,8 @@ class RnnoiseSeparator(Separator):
         x = np.pad(x, (0, n_frames * frame - n_x))  # the last frames see zeros after the end, as one pass does
         out = np.empty(n_frames * frame, np.float32)
         probs = np.empty(n_frames, np.float32)
-        jobs = self.segments(n_frames)
-        if self.workers > 1 and len(jobs) > 1:
-            with ThreadPoolExecutor(min(self.workers, len(jobs)), thread_name_prefix="rnnoise") as pool:
-                list(pool.map(lambda job: self._run_frames(x, *job, out, probs), jobs))
-        else:
-            for job in jobs:
-                self._run_frames(x, *job, out, probs)
+        list(in_threads(lambda job: self._run_frames(x, *job, out, probs), self.segments(n_frames), self.workers,
+                        "rnnoise"))
         y = out[delay : delay + n_x] / PCM_SCALE
         denoised = resample(y, RNNOISE_RATE, sampling_rate)
         if len(denoised) >= n_in:
