@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, duration, cell))
     load_after = os.getloadavg()[0]
 
+    from mikupal.testing.machine import this_machine
     print(f"\nASR path, ours vs faster-whisper BatchedInferencePipeline (batch {BATCH_SIZE}, word timestamps, "
           f"whisper-base int8, 2 threads); medians of {args.runs} interleaved whole-process runs (music inputs: "
-          f"{args.music_runs}); load average {load_before:.1f} before, {load_after:.1f} after on "
-          f"{os.cpu_count()} cores. Absolute times are noisy on a shared machine: compare the ratio.\n")
+          f"{args.music_runs}); load average {load_before:.1f} before, {load_after:.1f} after; "
+          f"{this_machine().describe()}. Absolute times are noisy on a shared machine: compare the ratio.\n")
     print("| input | audio s | ours s | batched s | ours / batched | ours CPU s | batched CPU s | ours WER | batched WER |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, duration, cell in rows:

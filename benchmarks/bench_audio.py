@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = result["summary"]
     duration = summary["hours_in"] * 3600 or duration
 
+    from mikupal.testing.machine import this_machine
     print(f"\nAudio path benchmark: {duration:.1f} s of real speech ({media.name}); "
-          f"{os.cpu_count()} CPU cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+          f"{this_machine().describe()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"backends: {result['config']}; asr {result['asr']}")
     print(f"utterances out: {summary['utterances_out']}; drops: {summary['drops']}; errors: {summary['errors']}\n")
     print(f"{'stage':<10} {'wall s':>8} {'RTF':>7} {'CPU s':>8} {'CPU-RTF':>8}")

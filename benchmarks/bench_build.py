@@ -212,8 +212,9 @@ def main() -> None:
                     f"{build['parquet_bytes'] / 1e6:>10.1f} {build['shards']:>6}"
                 )
                 shutil.rmtree(out, ignore_errors=True)
+        from mikupal.testing.machine import this_machine
         print(
-            f"mikupal-build benchmark: {os.cpu_count()} CPU cores, load average at start {load:.1f}, warm page cache, "
+            f"mikupal-build benchmark: {this_machine().describe()}, load average at start {load:.1f}, warm page cache, "
             f"best of {args.repeats} runs (wall and CPU time), peak = largest max RSS of the build process and workers"
         )
         print(header)

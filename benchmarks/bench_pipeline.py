@@ -196,6 +196,7 @@ def report(
         "repeats": len(runs),
         "decodes": len(decodes),
     }
+    from mikupal.testing.machine import this_machine
     lines = [
         f"clip: {duration:.1f} s, {meta['size'][0]}x{meta['size'][1]} @ {meta['fps']} fps, two faces, "
         f"{meta['utterances']} utterances ({meta['speech_s']:.1f} s speech); medians of {len(runs)} pipeline run(s) "
@@ -218,7 +219,7 @@ def report(
         f"peak memory (ru_maxrss of the pipeline process): {peak / 1024:.2f} GiB (limit {TARGET_PEAK_GIB:g} GiB)",
         f"utterances out: {numbers['utterances_out']}, errors: {numbers['errors']}",
         f"load average (1 min) before each child: {', '.join(f'{x:.2f}' for x in numbers['load_average_1min'])} "
-        f"on {os.cpu_count()} CPUs",
+        f"on {this_machine().describe()}",
     ]
     return "\n".join(lines), numbers
 

@@ -190,8 +190,9 @@ def main() -> None:
             target = "<= 2 s" if name == "first page" else ""
             rows.append((f"{name} (best / median of {len(values)})",
                          f"{min(values):.3f} / {statistics.median(values):.3f} s", target))
+        from mikupal.testing.machine import this_machine
         print(f"\nload average while measuring: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} "
-              f"on {os.cpu_count()} CPU(s)")
+              f"on {this_machine().describe()}")
         print(f"mikupal-report, {args.n:,} utterances ({chunks} data chunks, site without media {size / 1e6:.1f} MB)")
         width = max(len(r[0]) for r in rows)
         print(f"{'measure':<{width}}  {'value':>20}  target")

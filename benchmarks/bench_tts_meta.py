@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_tts_meta_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    from mikupal.testing.machine import machine_line
+    print(f"machine: {machine_line()}")
     p = run_purity(workdir)
     print("\n1. Speaker clustering on one file joining real voices")
     print(f"   {p['clips']} clips {p['speakers']}, {p['audio_s']} s -> {p['utterances']} utterances, "

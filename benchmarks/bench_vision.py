@@ -463,6 +463,7 @@ def _table(runs: list[dict], info: dict, args: argparse.Namespace, size: tuple[i
     frames = res["counts"].get("faces.frames", 0)
     video_s, speech_s = info["duration"], info["speech_s"]
     layout = "one face" if args.layout == "single" else "two faces"
+    from mikupal.testing.machine import this_machine
     rows = [
         (
             "clip",
@@ -471,7 +472,7 @@ def _table(runs: list[dict], info: dict, args: argparse.Namespace, size: tuple[i
         ),
         (
             "machine",
-            f"{os.cpu_count()} CPU cores, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+            f"{this_machine().describe()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
             f"({len(runs)} run(s), medians)",
         ),
         (
