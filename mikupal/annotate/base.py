@@ -230,6 +230,13 @@ class Annotator(ABC):
     def setup(self) -> None:
         """Load models / open clients (never at import or construction)."""
 
+    def prepare(self, label_set: LabelSet) -> None:
+        """Work that depends on the label set only (fusion's text prototypes), done once after :meth:`setup`.
+
+        The stage calls it in its own setup, which ``runner.prefetch`` runs in the background while earlier
+        stages work, so that the first batch does not wait for it. The default does nothing.
+        """
+
     def teardown(self) -> None:
         """Free models / close clients."""
 

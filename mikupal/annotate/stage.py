@@ -170,6 +170,11 @@ class AnnotateStage(Stage):
                 f"annotator.max_cost={self.max_cost} needs a price for model {model!r} in annotator.prices "
                 "(USD per million input/output tokens); add one, or set annotator.max_cost=null"
             )
+        try:
+            self.backend.prepare(self.label_set)
+        except BaseException:
+            self.teardown()
+            raise
         self._spent = 0.0
         self._stop.clear()
         self._stop_reason = None

@@ -6,6 +6,8 @@ from mikupal.annotate.base import AnnotationRequest, Annotator, RolloutAnswer
 
 #: (item_id, transcript, audio path or None, face clip or None, modalities) of every request seen.
 REQUESTS: list[tuple] = []
+#: (label set name, number of requests seen by then) of every prepare() call.
+PREPARED: list[tuple[str, int]] = []
 
 
 class RecordingAnnotator(Annotator):
@@ -16,6 +18,9 @@ class RecordingAnnotator(Annotator):
 
     def __init__(self, note: str = "") -> None:
         self.note = note
+
+    def prepare(self, label_set) -> None:
+        PREPARED.append((label_set.name, len(REQUESTS)))
 
     def annotate(self, request: AnnotationRequest, rollout: int = 0) -> RolloutAnswer:
         REQUESTS.append((request.item_id, request.transcript, request.audio, request.face_clip,

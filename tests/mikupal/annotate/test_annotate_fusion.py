@@ -104,6 +104,21 @@ def test_text_channel_handles_the_fine_grained_set(fusion):
     assert set(got[0].scores) == set(EMO26.names)
 
 
+def test_prepare_embeds_the_label_prototypes_so_requests_embed_only_their_text(fusion, monkeypatch):
+    import mikupal.annotate.fusion as fusion_module
+
+    monkeypatch.setattr(fusion_module, "_PROTOTYPES", {})
+    label_set = load_label_set("meld7")
+    calls = []
+    encode = fusion._encoder.encode
+    monkeypatch.setattr(fusion._encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or encode(texts, **kw))
+    fusion.prepare(label_set)
+    n_sentences = sum(len(group) for group in fusion.prototype_sentences(label_set))
+    assert calls == [n_sentences] and n_sentences > len(label_set.names)
+    fusion.text_similarities(["I can't believe you did that!"], label_set)
+    assert calls == [n_sentences, 1]
+
+
 def test_batch_and_single_answers_agree(fusion):
     text = "I can't believe you did this to me."
     (batched,) = fusion.annotate_texts([text], MELD)

@@ -206,3 +206,25 @@ def test_stage_driven_directly_without_prompt_or_stages_keys(stub, tmp_path):
     sent = next(r for r in stub.generate_requests if 'en): "line 10"' in r.first_user_text)
     assert '- "line 9"' in sent.first_user_text  # natural order: utt9 precedes utt10 (not utt1)
     assert stub.inline_parts(sent) == []  # text only: no media, and no audio file was needed
+
+
+def test_stage_setup_prepares_the_backend_for_its_label_set_before_any_request(tmp_path):
+    """Label-set work (fusion's text prototypes) happens in setup, which runner.prefetch runs in the background."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    import mikupal.testing.fake_annotators as fakes
+    from mikupal.annotate.stage import AnnotateStage
+    from mikupal.paths import conf_dir
+    from mikupal.stage import StageContext
+
+    fakes.REQUESTS.clear()
+    fakes.PREPARED.clear()
+    cfg = OmegaConf.create({"annotator": {"_target_": "mikupal.testing.fake_annotators.RecordingAnnotator",
+                                          "modalities": ["text"]},
+                            "prompt": None, "fail_fast": False,
+                            "labels": yaml.safe_load((conf_dir() / "labels" / "meld7.yaml").read_text())})
+    stage = AnnotateStage(cfg)
+    stage.setup(StageContext(run_dir=tmp_path, rank=0, world_size=1, cfg=cfg))
+    stage.teardown()
+    assert fakes.PREPARED == [("meld7", 0)]
