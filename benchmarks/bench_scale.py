@@ -129,7 +129,8 @@ def main() -> None:
     load_before = os.getloadavg()
     from mikupal.testing.machine import this_machine
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
-          f"{this_machine().describe()}; runner.world_size={args.world_size} for Ray; {args.repeats} repeat(s)", flush=True)
+          f"{this_machine().describe()}; runner.world_size={args.world_size} for Ray; {args.repeats} repeat(s)",
+          flush=True)
     rows = []
     for size in args.sizes:
         n, _, sec = size.partition("x")

@@ -3,8 +3,9 @@
 Benchmark figures are ratios measured in one run, but the absolute times behind them (and some ratios: models
 against decoding) depend on the CPU: the same code ran the vision path benchmark at 0.26 x real time on one
 2-core machine of this project and at 0.46 on another (an AMD EPYC with AVX2 and no AVX-512), whose face tracks
-also differed in the last digits. Every benchmark prints :func:`machine_line` beside its table, so that a figure is
-compared with one measured on the same kind of CPU.
+also differed in the last digits. Every benchmark prints :meth:`Machine.describe` of :func:`this_machine` (or
+:func:`machine_line`, with the load average) beside its table, so that a figure is compared with one measured on
+the same kind of CPU.
 """
 
 from __future__ import annotations
