@@ -112,9 +112,15 @@ class SyncDetector(ActiveSpeakerDetector):
     Args:
         band: speech band ``(low, high)`` in Hz of the envelope.
         envelope_window: RMS window, seconds.
+        envelope_hop: the envelope is measured every this many seconds before it is read at the frame times.
+        envelope_lowpass: cut-off (Hz) of the zero-phase low-pass of the envelope before it is read at the frame
+            times (keep it under half the frame rate); ``None`` reads the raw level at each frame time.
         floor_db: envelope floor below the utterance's loudest frame, dB.
         modulation_band: ``(low, high)`` Hz band-pass applied to the mouth opening and the envelope.
-        lag_range: ``(min, max)`` seconds the audio may lag the mouth (searched in whole frames).
+        lag_range: ``(min, max)`` seconds the audio may lag the mouth.
+        lag_step: the lag search's step, seconds (``None``: one video frame). The envelope is smooth (see
+            :meth:`envelope`), so it can be read between frames; a step finer than a frame keeps a true lag that falls
+            between two frames from losing part of its correlation.
         null_min_shift: the null's circular audio shifts are at least this many seconds.
         null_max_shifts: at most this many shifts, evenly spaced (bounds the cost on long utterances).
         min_null_sd: floor of the null's standard deviation (short utterances have few shifts).
@@ -142,9 +148,12 @@ class SyncDetector(ActiveSpeakerDetector):
         self,
         band: Sequence[float] = (1000.0, 3000.0),
         envelope_window: float = 0.04,
+        envelope_hop: float = 0.005,
+        envelope_lowpass: float | None = 10.0,
         floor_db: float = 50.0,
         modulation_band: Sequence[float] = (2.0, 7.0),
         lag_range: Sequence[float] = (0.0, 0.28),
+        lag_step: float | None = 0.01,
         null_min_shift: float = 1.0,
         null_max_shifts: int = 200,
         min_null_sd: float = 0.05,
@@ -166,9 +175,12 @@ class SyncDetector(ActiveSpeakerDetector):
             raise ValueError("asd: lag_range must be (min, max) with min <= max; null_min_shift, min_articulation > 0")
         self.band = (float(band[0]), float(band[1]))
         self.envelope_window = float(envelope_window)
+        self.envelope_hop = float(envelope_hop)
+        self.envelope_lowpass = None if envelope_lowpass is None else float(envelope_lowpass)
         self.floor_db = float(floor_db)
         self.modulation_band = (float(modulation_band[0]), float(modulation_band[1]))
         self.lag_range = (float(lag_range[0]), float(lag_range[1]))
+        self.lag_step = None if lag_step is None else float(lag_step)
         self.null_min_shift = float(null_min_shift)
         self.null_max_shifts = max(8, int(null_max_shifts))
         self.min_null_sd = float(min_null_sd)
@@ -190,7 +202,16 @@ class SyncDetector(ActiveSpeakerDetector):
     def envelope(
         self, audio: np.ndarray, sampling_rate: int, times: np.ndarray, band: Sequence[float] | None = None
     ) -> np.ndarray:
-        """RMS level (dB, floored) of ``audio`` in ``band`` (default ``self.band``) at ``times`` (s); NaN outside."""
+        """RMS level (dB, floored) of ``audio`` in ``band`` (default ``self.band``) at ``times`` (s); NaN outside.
+
+        The level is measured every ``envelope_hop`` seconds over ``envelope_window``, low-passed at
+        ``envelope_lowpass`` Hz (zero phase) and read at ``times`` by linear interpolation. The low-pass is what makes
+        the value at a frame time stand for the loudness *around* it: a 40 ms window read once per 40 ms video frame
+        aliases syllable-internal detail, and a few milliseconds' offset of the audio against the frames (a re-encode,
+        a different utterance start) then moved a real talking head's ``z`` over 2.1-2.7 (psychopy's testMovie,
+        audio moved by -20..+20 ms; 2.6-2.7 with the low-pass: README, ``tests/mikupal/asd/test_real_asd.py``).
+        ``envelope_lowpass: null`` reads the raw level at each time instead.
+        """
         x = audio.astype(np.float64)
         low, high = band if band is not None else self.band
         high = min(high, 0.45 * sampling_rate)
@@ -200,19 +221,36 @@ class SyncDetector(ActiveSpeakerDetector):
             sos = _band_sos(4, low, high, float(sampling_rate))
             if len(x) > 3 * (2 * len(sos) + 1):
                 x = sosfiltfilt(sos, x)
-        half = max(1, int(round(self.envelope_window * sampling_rate / 2)))
-        csum = np.concatenate([[0.0], np.cumsum(x * x)])
-        centre = np.round(np.asarray(times) * sampling_rate).astype(np.int64)
-        lo = np.clip(centre - half, 0, len(x))
-        hi = np.clip(centre + half, 0, len(x))
-        n = np.maximum(hi - lo, 1)
-        power = (csum[hi] - csum[lo]) / n
-        db = 10 * np.log10(power + 1e-12)
-        inside = (centre >= 0) & (centre < len(x)) & (hi > lo)
+        times = np.asarray(times, dtype=np.float64)
+        duration = len(x) / sampling_rate
+        inside = (times >= 0) & (times < duration)
+        if self.envelope_lowpass is None:
+            db = self._level_db(x, sampling_rate, times)
+        else:
+            grid = np.arange(0.0, duration, self.envelope_hop)
+            level = self._level_db(x, sampling_rate, grid)
+            if len(level):
+                level = np.maximum(level, level.max() - self.floor_db)
+            rate = 1.0 / self.envelope_hop
+            if len(level) > 15 and self.envelope_lowpass < 0.45 * rate:
+                from scipy.signal import butter, sosfiltfilt
+
+                level = sosfiltfilt(butter(2, self.envelope_lowpass, fs=rate, output="sos"), level)
+            db = np.interp(times, grid, level) if len(grid) else np.zeros_like(times)
         if inside.any():
             db = np.maximum(db, db[inside].max() - self.floor_db)
         db[~inside] = np.nan
         return db
+
+    def _level_db(self, x: np.ndarray, sampling_rate: int, times: np.ndarray) -> np.ndarray:
+        """RMS level in dB of ``x`` over ``envelope_window`` centred on each of ``times`` (clipped at the ends)."""
+        half = max(1, int(round(self.envelope_window * sampling_rate / 2)))
+        csum = np.concatenate([[0.0], np.cumsum(x * x)])
+        centre = np.round(times * sampling_rate).astype(np.int64)
+        lo = np.clip(centre - half, 0, len(x))
+        hi = np.clip(centre + half, 0, len(x))
+        power = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
+        return 10 * np.log10(power + 1e-12)
 
     def _bandpass(self, x: np.ndarray, fps: float, band: Sequence[float] | None = None) -> np.ndarray:
         """Zero-phase band-pass of ``x`` along its last axis (each row of a 2-D array on its own)."""
@@ -247,7 +285,8 @@ class SyncDetector(ActiveSpeakerDetector):
             )
         fps = float(track.fps)
         n = len(track.times)
-        lags = np.arange(int(round(self.lag_range[0] * fps)), int(round(self.lag_range[1] * fps)) + 1)
+        step = self.lag_step if self.lag_step is not None else 1.0 / fps
+        lags = np.arange(round(self.lag_range[0] / step), round(self.lag_range[1] / step) + 1) * step  # seconds
         mouth = _fill_gaps(np.asarray(track.mouth, dtype=np.float64), int(round(self.fill_gap * fps)))
         has_mouth = np.isfinite(mouth)
         details: dict[str, Any] = {"speech_frames": 0, "r": None, "lag_s": None, "z": None, "depth": None}
@@ -255,7 +294,7 @@ class SyncDetector(ActiveSpeakerDetector):
             return TrackScore(score=0.0, details={**details, "reason": "no_mouth"})
         mouth_bp = self._bandpass(np.where(has_mouth, mouth, np.nanmean(mouth)), fps)
         # envelope at each frame time + lag (rows: lags), speech mask on the audio's time line
-        times = track.times[None, :] + lags[:, None] / fps
+        times = track.times[None, :] + lags[:, None]
         env = self.envelope(audio, sampling_rate, times.ravel()).reshape(times.shape)
         inside = np.isfinite(env)
         floor = np.nanmin(env) if inside.any() else 0.0
@@ -275,7 +314,7 @@ class SyncDetector(ActiveSpeakerDetector):
         # null: the audio side (envelope and speech mask) shifted circularly against the mouth
         min_shift = int(round(self.null_min_shift * fps))
         if n - 2 * min_shift < 8:
-            min_shift = max(int(lags.max()) + 2, n // 4)
+            min_shift = max(int(math.ceil(lags.max() * fps)) + 2, n // 4)
         shifts = np.arange(min_shift, n - min_shift + 1)
         if len(shifts) > self.null_max_shifts:
             shifts = shifts[np.linspace(0, len(shifts) - 1, self.null_max_shifts).round().astype(int)]
@@ -298,7 +337,7 @@ class SyncDetector(ActiveSpeakerDetector):
             details["follow_r"] = round(follow_r, 4)
         details.update(
             r=round(r, 4),
-            lag_s=round(float(lags[best]) / fps, 3),
+            lag_s=round(float(lags[best]), 3),
             z=round(z, 3),
             null_mean=round(null_mean, 4),
             null_sd=round(null_sd, 4),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mikupal.testing.real_asd import build_cases, decision_table, decisions, run_cases
@@ -66,6 +67,56 @@ def test_the_score_is_calibrated_at_the_threshold_and_explains_itself(real_run):
     report = json.loads((run_dir / "asd" / "scores" / f"{rows[0].utterance_id}.json").read_text())
     track = next(iter(report["scores"].values()))
     assert track["mask"] == "words" and track["null_shifts"] >= 8
+
+
+def _sync_z_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
+    """The best track's ``z`` (asd=sync, conf/asd/sync.yaml plus ``key=value`` overrides) with the utterance's audio
+    moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words as the run gave them."""
+    from omegaconf import OmegaConf
+
+    from mikupal.asd.stage import AsdStage, _word_spans
+    from mikupal.asd.sync import SyncDetector
+    from mikupal.faces.artifact import WindowTracks, tracks_path
+    from mikupal.media import read_audio
+    from mikupal.paths import conf_dir
+    from mikupal.records import Utterance
+
+    conf = OmegaConf.merge(OmegaConf.load(conf_dir() / "asd" / "sync.yaml"), OmegaConf.from_dotlist(list(overrides)))
+    settings = {k: v for k, v in OmegaConf.to_container(conf).items() if k not in ("defaults", "_target_")}
+    detector = SyncDetector(**settings)
+    row = next(json.loads(line) for p in sorted((run_dir / "asd").glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
+               for line in p.read_text().splitlines() if json.loads(line)["id"] == utterance_id)
+    utt = Utterance.from_dict(row)
+    window = WindowTracks.read(run_dir / tracks_path(utt.id))
+    track = next(t for t in window.tracks if t.track_id == utt.face.track_id)
+    evidence = AsdStage._evidence(track, window, _word_spans(utt))
+    sr = 16000
+    audio = read_audio(run_dir / utt.audio, sr)
+    out = []
+    for ms in offsets_ms:
+        k = int(round(abs(ms) * sr / 1000))
+        moved = np.concatenate([np.zeros(k, audio.dtype), audio[: len(audio) - k]]) if ms >= 0 else audio[k:]
+        out.append(detector.score([evidence], moved, sr)[0].details["z"])
+    return np.asarray(out)
+
+
+def test_a_few_milliseconds_of_audio_offset_barely_move_a_talking_heads_sync(real_run):
+    """A re-encode or another utterance start shifts the audio by a few ms against the frames: that must not decide.
+
+    The envelope is low-passed and the lag searched in 10 ms steps (conf/asd/sync.yaml); the raw per-frame level with
+    a whole-frame lag search (the settings before) is checked to move several times more, so the test can fail.
+    """
+    _, rows, _, run_dir = real_run
+    head = next(d for d in rows if d.case == "talk_testMovie" and d.face)
+    offsets = [-20, -15, -10, -5, 0, 5, 10, 15, 20]
+    z = _sync_z_under_audio_offsets(run_dir, head.utterance_id, offsets)
+    z_before = _sync_z_under_audio_offsets(
+        run_dir, head.utterance_id, offsets, "envelope_lowpass=null", "lag_step=null"
+    )
+    print(f"z under audio offsets {offsets} ms: {z.round(2).tolist()}; before: {z_before.round(2).tolist()}")
+    assert z.min() >= 2.0, z
+    assert np.ptp(z) <= 0.35, z
+    assert np.ptp(z_before) > 2 * np.ptp(z), (z, z_before)
 
 
 # ----------------------------------------------------------------------------------------------- scene cuts
