@@ -113,12 +113,13 @@ class SyncDetector(ActiveSpeakerDetector):
         band: speech band ``(low, high)`` in Hz of the envelope.
         envelope_window: RMS window, seconds.
         envelope_hop: the envelope is measured every this many seconds before it is read at the frame times.
-        envelope_lowpass: cut-off (Hz) of the zero-phase low-pass of the envelope before it is read at the frame
-            times (keep it under half the frame rate); ``None`` reads the raw level at each frame time.
+        envelope_lowpass: cut-off (Hz) of the zero-phase low-pass of the lip-sync route's envelope before it is
+            read at the frame times (keep it under half the frame rate); ``None`` reads the raw level at each frame
+            time.
         floor_db: envelope floor below the utterance's loudest frame, dB.
         modulation_band: ``(low, high)`` Hz band-pass applied to the mouth opening and the envelope.
         lag_range: ``(min, max)`` seconds the audio may lag the mouth.
-        lag_step: the lag search's step, seconds (``None``: one video frame). The envelope is smooth (see
+        lag_step: the lip-sync route's lag search step, seconds (``None``: one video frame). The envelope is smooth (see
             :meth:`envelope`), so it can be read between frames; a step finer than a frame keeps a true lag that falls
             between two frames from losing part of its correlation.
         null_min_shift: the null's circular audio shifts are at least this many seconds.
@@ -200,7 +201,12 @@ class SyncDetector(ActiveSpeakerDetector):
 
     # ------------------------------------------------------------------------------------------------ envelope
     def envelope(
-        self, audio: np.ndarray, sampling_rate: int, times: np.ndarray, band: Sequence[float] | None = None
+        self,
+        audio: np.ndarray,
+        sampling_rate: int,
+        times: np.ndarray,
+        band: Sequence[float] | None = None,
+        smooth: bool = True,
     ) -> np.ndarray:
         """RMS level (dB, floored) of ``audio`` in ``band`` (default ``self.band``) at ``times`` (s); NaN outside.
 
@@ -210,7 +216,8 @@ class SyncDetector(ActiveSpeakerDetector):
         aliases syllable-internal detail, and a few milliseconds' offset of the audio against the frames (a re-encode,
         a different utterance start) then moved a real talking head's ``z`` over 2.1-2.7 (psychopy's testMovie,
         audio moved by -20..+20 ms; 2.6-2.7 with the low-pass: README, ``tests/mikupal/asd/test_real_asd.py``).
-        ``envelope_lowpass: null`` reads the raw level at each time instead.
+        ``envelope_lowpass: null`` (or ``smooth=False``, as the close-follow route reads it) reads the raw level at
+        each time instead.
         """
         x = audio.astype(np.float64)
         low, high = band if band is not None else self.band
@@ -224,7 +231,7 @@ class SyncDetector(ActiveSpeakerDetector):
         times = np.asarray(times, dtype=np.float64)
         duration = len(x) / sampling_rate
         inside = (times >= 0) & (times < duration)
-        if self.envelope_lowpass is None:
+        if self.envelope_lowpass is None or not smooth:
             db = self._level_db(x, sampling_rate, times)
         else:
             grid = np.arange(0.0, duration, self.envelope_hop)
@@ -328,12 +335,18 @@ class SyncDetector(ActiveSpeakerDetector):
         z = (r - null_mean) / null_sd
         follow_r = None
         if self.follow_band is not None:
-            f_env = self.envelope(audio, sampling_rate, times.ravel(), self.follow_band).reshape(times.shape)
-            f_env = np.where(inside, f_env, np.nanmin(f_env) if inside.any() else 0.0)
+            # the raw level at whole-frame lags: the smoothed envelope and the finer lag search, read here too, raised
+            # a face mouthing other speech above the speaker on the synthetic two-face timing clip (README)
+            f_lags = np.arange(round(self.lag_range[0] * fps), round(self.lag_range[1] * fps) + 1) / fps
+            f_times = track.times[None, :] + f_lags[:, None]
+            f_env = self.envelope(audio, sampling_rate, f_times.ravel(), self.follow_band, smooth=False)
+            f_env = f_env.reshape(f_times.shape)
+            f_inside = np.isfinite(f_env)
+            f_env = np.where(f_inside, f_env, np.nanmin(f_env) if f_inside.any() else 0.0)
             f_env_bp = self._bandpass(f_env, fps, self.follow_modulation_band)
             f_mouth = self._bandpass(np.where(has_mouth, mouth, np.nanmean(mouth)), fps, self.follow_modulation_band)
-            f_speech, _ = self._speech_mask(track, times, f_env, inside)
-            follow_r = float(_masked_corr(f_mouth, f_env_bp, f_speech & inside & has_mouth[None, :]).max())
+            f_speech, _ = self._speech_mask(track, f_times, f_env, f_inside)
+            follow_r = float(_masked_corr(f_mouth, f_env_bp, f_speech & f_inside & has_mouth[None, :]).max())
             details["follow_r"] = round(follow_r, 4)
         details.update(
             r=round(r, 4),

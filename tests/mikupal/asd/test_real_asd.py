@@ -69,9 +69,10 @@ def test_the_score_is_calibrated_at_the_threshold_and_explains_itself(real_run):
     assert track["mask"] == "words" and track["null_shifts"] >= 8
 
 
-def _sync_z_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
-    """The best track's ``z`` (asd=sync, conf/asd/sync.yaml plus ``key=value`` overrides) with the utterance's audio
-    moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words as the run gave them."""
+def _sync_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
+    """The assigned track's ``z`` and ``follow_r`` (asd=sync: conf/asd/sync.yaml plus ``key=value`` overrides) with
+    the utterance's audio moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words
+    as the run gave them."""
     from omegaconf import OmegaConf
 
     from mikupal.asd.stage import AsdStage, _word_spans
@@ -96,8 +97,9 @@ def _sync_z_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
     for ms in offsets_ms:
         k = int(round(abs(ms) * sr / 1000))
         moved = np.concatenate([np.zeros(k, audio.dtype), audio[: len(audio) - k]]) if ms >= 0 else audio[k:]
-        out.append(detector.score([evidence], moved, sr)[0].details["z"])
-    return np.asarray(out)
+        details = detector.score([evidence], moved, sr)[0].details
+        out.append((details["z"], details["follow_r"]))
+    return np.asarray(out).T
 
 
 def test_a_few_milliseconds_of_audio_offset_barely_move_a_talking_heads_sync(real_run):
@@ -109,14 +111,16 @@ def test_a_few_milliseconds_of_audio_offset_barely_move_a_talking_heads_sync(rea
     _, rows, _, run_dir = real_run
     head = next(d for d in rows if d.case == "talk_testMovie" and d.face)
     offsets = [-20, -15, -10, -5, 0, 5, 10, 15, 20]
-    z = _sync_z_under_audio_offsets(run_dir, head.utterance_id, offsets)
-    z_before = _sync_z_under_audio_offsets(
+    z, follow = _sync_under_audio_offsets(run_dir, head.utterance_id, offsets)
+    z_before, follow_before = _sync_under_audio_offsets(
         run_dir, head.utterance_id, offsets, "envelope_lowpass=null", "lag_step=null"
     )
     print(f"z under audio offsets {offsets} ms: {z.round(2).tolist()}; before: {z_before.round(2).tolist()}")
     assert z.min() >= 2.0, z
     assert np.ptp(z) <= 0.35, z
     assert np.ptp(z_before) > 2 * np.ptp(z), (z, z_before)
+    # the close-follow route reads the raw level at whole-frame lags whatever these settings (mikupal/asd/sync.py)
+    assert np.array_equal(follow, follow_before), (follow, follow_before)
 
 
 # ----------------------------------------------------------------------------------------------- scene cuts
