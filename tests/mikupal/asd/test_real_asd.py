@@ -69,25 +69,24 @@ def test_the_score_is_calibrated_at_the_threshold_and_explains_itself(real_run):
     assert track["mask"] == "words" and track["null_shifts"] >= 8
 
 
-def _sync_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
-    """The assigned track's ``z`` and ``follow_r`` (asd=sync: conf/asd/sync.yaml plus ``key=value`` overrides) with
-    the utterance's audio moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words
-    as the run gave them."""
-    from omegaconf import OmegaConf
+def _stage_rows(run_dir, stage):
+    """The records a stage wrote to ``<run_dir>/<stage>/part-*-of-*.jsonl`` (not its ``.done``/``.errors`` files)."""
+    return [json.loads(line) for p in sorted((run_dir / stage).glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
+            for line in p.read_text().splitlines()]
 
+
+def _sync_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
+    """The assigned track's ``z`` and ``follow_r`` (the default asd=sync plus ``asd.key=value`` overrides) with the
+    utterance's audio moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words as
+    the run gave them."""
     from mikupal.asd.stage import AsdStage, _word_spans
-    from mikupal.asd.sync import SyncDetector
     from mikupal.faces.artifact import WindowTracks, tracks_path
     from mikupal.media import read_audio
-    from mikupal.paths import conf_dir
     from mikupal.records import Utterance
+    from mikupal.testing.config import compose_pipeline
 
-    conf = OmegaConf.merge(OmegaConf.load(conf_dir() / "asd" / "sync.yaml"), OmegaConf.from_dotlist(list(overrides)))
-    settings = {k: v for k, v in OmegaConf.to_container(conf).items() if k not in ("defaults", "_target_")}
-    detector = SyncDetector(**settings)
-    row = next(json.loads(line) for p in sorted((run_dir / "asd").glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
-               for line in p.read_text().splitlines() if json.loads(line)["id"] == utterance_id)
-    utt = Utterance.from_dict(row)
+    detector = AsdStage(compose_pipeline(*overrides)).build_backends()["asd"]
+    utt = next(Utterance.from_dict(r) for r in _stage_rows(run_dir, "asd") if r["id"] == utterance_id)
     window = WindowTracks.read(run_dir / tracks_path(utt.id))
     track = next(t for t in window.tracks if t.track_id == utt.face.track_id)
     evidence = AsdStage._evidence(track, window, _word_spans(utt))
@@ -113,7 +112,7 @@ def test_a_few_milliseconds_of_audio_offset_barely_move_a_talking_heads_sync(rea
     offsets = [-20, -15, -10, -5, 0, 5, 10, 15, 20]
     z, follow = _sync_under_audio_offsets(run_dir, head.utterance_id, offsets)
     z_before, follow_before = _sync_under_audio_offsets(
-        run_dir, head.utterance_id, offsets, "envelope_lowpass=null", "lag_step=null"
+        run_dir, head.utterance_id, offsets, "asd.envelope_lowpass=null", "asd.lag_step=null"
     )
     print(f"z under audio offsets {offsets} ms: {z.round(2).tolist()}; before: {z_before.round(2).tolist()}")
     assert z.min() >= 2.0, z
@@ -147,9 +146,7 @@ def _run_joined(clip, run_dir):
         f"input={clip.path}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr,faces,asd]", "fail_fast=true"
     )
     summary = run_pipeline(cfg)
-    rows = [json.loads(line) for p in sorted((run_dir / "asd").glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
-            for line in p.read_text().splitlines()]
-    return summary, [Utterance.from_dict(r) for r in rows]
+    return summary, [Utterance.from_dict(r) for r in _stage_rows(run_dir, "asd")]
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +159,7 @@ def joined_run(joined, tmp_path_factory):
 
 def test_an_utterance_across_a_cut_between_two_speakers_is_split_at_the_cut(joined_run):
     clip, cut, run_dir, utts = joined_run
-    vad = [json.loads(line) for p in (run_dir / "vad").glob("part-*-of-*.jsonl") if p.name.count(".") == 1
-           for line in p.read_text().splitlines()]
+    vad = _stage_rows(run_dir, "vad")
     straddling = [u for u in vad if u["start"] < cut - 0.3 and u["end"] > cut + 0.3]
     assert straddling, f"VAD did not join the two speakers' speech into one utterance: {vad}"
     pieces = [u for u in utts if u.id.startswith(straddling[0]["id"] + "-c")]
