@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from mikupal.faces._litert import open_model
+from mikupal.faces._litert import open_model, set_scaled_input
 from mikupal.faces.base import Detection, FaceDetector
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,8 @@ class BlazeFaceDetector(FaceDetector):
         self._it = None
 
     def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """``frame`` shrunk (or grown) into the model's square input between black bars, as uint8; with the
+        scale and the bars' widths ``(pad_x, pad_y)`` that map the model's boxes back to the frame."""
         size = self.input_size
         h, w = frame.shape[:2]
         scale = min(size / w, size / h)
@@ -165,15 +167,14 @@ class BlazeFaceDetector(FaceDetector):
         pad_x, pad_y = (size - nw) // 2, (size - nh) // 2
         canvas = np.zeros((size, size, 3), np.uint8)
         canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = resized
-        tensor = canvas.astype(np.float32) * (2.0 / 255.0) - 1.0
-        return tensor[None], scale, float(pad_x), float(pad_y)
+        return canvas, scale, float(pad_x), float(pad_y)
 
     def _detect_one(self, frame: np.ndarray) -> list[Detection]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"BlazeFace expects RGB uint8 frames (H, W, 3), got {frame.dtype} {frame.shape}")
-        tensor, scale, pad_x, pad_y = self._letterbox(frame)
+        canvas, scale, pad_x, pad_y = self._letterbox(frame)
         it = self._it
-        it.set_tensor(self._input_index, tensor)
+        set_scaled_input(it, self._input_index, canvas, 2.0 / 255.0, -1.0)  # pixels to [-1, 1]
         it.invoke()
         raw_boxes = it.get_tensor(self._boxes_index)[0]
         raw_scores = it.get_tensor(self._scores_index)[0, :, 0]

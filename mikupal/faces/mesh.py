@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mikupal.faces._litert import open_model
+from mikupal.faces._litert import open_model, set_scaled_input
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class FaceMesh:
         crop = cv2.warpAffine(
             frame, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
         )
-        self._it.set_tensor(self._input_index, (crop.astype(np.float32) * (1.0 / 255.0))[None])
+        set_scaled_input(self._it, self._input_index, crop, 1.0 / 255.0)
         self._it.invoke()
         flag = float(self._it.get_tensor(self._flag_index).reshape(-1)[-1])
         presence = 1.0 / (1.0 + math.exp(-max(-80.0, min(80.0, flag))))
