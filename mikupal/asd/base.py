@@ -61,11 +61,15 @@ class TrackScore:
         score: active-speaker score in 0..1 (each backend documents its mapping); comparable across tracks.
         frame_scores: optional ``(n,)`` per-frame scores in 0..1 (NaN where not scored).
         details: backend-specific numbers worth keeping (e.g. the lag found), JSON-serialisable.
+        evidence: how strongly the track's own evidence says it is the speaker, unbounded (larger: surer), or
+            ``None``. With ``asd.rank_by: evidence`` the stage chooses among the tracks whose ``score`` passes
+            ``asd.threshold`` by this (``None``: by ``score``); ``score`` alone decides whether any track passes.
     """
 
     score: float
     frame_scores: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    evidence: float | None = None
 
 
 class ActiveSpeakerDetector(ABC):

@@ -12,9 +12,11 @@ across a scene cut, its pieces. Per utterance:
    gaps included; tracks end at scene cuts, which is why utterances are split there); at most
    ``asd.max_tracks`` of them, those with the most detected frames;
 3. the backend (``asd._target_`` and its arguments) scores every candidate against the utterance audio (``audio/<id>.flac``);
-4. the best candidate becomes the utterance's face if its score is at least ``asd.threshold`` — there *is* a
-   threshold, unlike the original code, which always took the highest mean score, so off-screen narrators were
-   assigned to a visible non-speaker;
+4. if any candidate's score is at least ``asd.threshold``, one of those becomes the utterance's face — there *is*
+   a threshold, unlike the original code, which always took the highest mean score, so off-screen narrators were
+   assigned to a visible non-speaker. Which one (``asd.rank_by``): the one with the highest score, or, with
+   ``evidence`` (the default), the one whose evidence of speaking this speech is strongest
+   (:attr:`~mikupal.asd.base.TrackScore.evidence`; a backend without it is ranked by score);
 5. its face-crop clip with the utterance audio is written to ``faces/<id>.mp4`` (:mod:`mikupal.asd.clip`).
 
 Otherwise ``face`` is ``None`` and the reason is counted as ``asd.no_face.<reason>``: ``no_video``,
@@ -44,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence
+from mikupal.asd.base import ActiveSpeakerDetector, TrackEvidence, TrackScore
 from mikupal.asd.clip import collect_crops, write_face_clip
 from mikupal.faces.artifact import WindowTracks, tracks_path
 from mikupal.faces.stage import input_video_paths
@@ -215,6 +217,9 @@ class AsdStage(Stage):
         self.threshold = float(ac.threshold)
         self.min_coverage = float(ac.min_coverage)
         self.max_tracks = int(ac.max_tracks)
+        self.rank_by = str(ac.get("rank_by") or "score")
+        if self.rank_by not in ("score", "evidence"):
+            raise ValueError(f"asd.rank_by must be score or evidence, got {self.rank_by!r}")
         if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.min_coverage <= 1.0:
             raise ValueError("asd.threshold and asd.min_coverage must be in [0, 1]")
         self.clip_cfg = ac.get("clip")
@@ -228,6 +233,12 @@ class AsdStage(Stage):
         self._local = threading.local()
         self._videos: list[OpenVideo] = []
         self._videos_lock = threading.Lock()
+
+    def _rank(self, score: TrackScore) -> tuple[float, float]:
+        """What orders the passing tracks (``asd.rank_by``): the detector's evidence, then the score."""
+        if self.rank_by == "evidence" and score.evidence is not None:
+            return float(score.evidence), float(score.score)
+        return float(score.score), 0.0
 
     def teardown(self) -> None:
         for video in getattr(self, "_videos", []):
@@ -366,10 +377,11 @@ class AsdStage(Stage):
         report["scores"] = {
             str(t.track_id): {"score": round(s.score, 4), **s.details} for t, s in zip(candidates, scores)
         }
-        best_i = int(np.argmax([s.score for s in scores]))
-        best, best_score = candidates[best_i], scores[best_i]
-        if best_score.score < self.threshold:
+        passing = [i for i, s in enumerate(scores) if s.score >= self.threshold]
+        if not passing:
             return None, "low_asd_score", report
+        best_i = max(passing, key=lambda i: self._rank(scores[i]))  # the first of equals, as argmax
+        best, best_score = candidates[best_i], scores[best_i]
         clip = self._write_clip(item, window, best, audio, ctx)
         face = Face(
             track_id=best.track_id,

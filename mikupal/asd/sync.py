@@ -285,6 +285,20 @@ class SyncDetector(ActiveSpeakerDetector):
         motion = self.depth_slope * math.log(max(depth, 1e-6) / self.min_motion)
         return max(_sigmoid(lips), _sigmoid(min(follow, motion)))
 
+    def sync_evidence(self, z: float, follow_r: float | None = None) -> float:
+        """:attr:`TrackScore.evidence`: the better route's synchrony term without its articulation cap,
+        ``max(z_slope * (z - z_threshold), follow_slope * (follow_r - follow_r))``.
+
+        Whether a face passes is decided by :meth:`decide`, where ``depth`` caps each route: it says whether the
+        mouth moves enough to be speaking at all. Between two faces that both pass, how well each mouth follows this
+        speech tells the speaker, not which one moves more: on the synthetic two-face clips a face mouthing other
+        speech often articulates more than the speaker (README, faces and ASD section).
+        """
+        sync = self.z_slope * (z - self.z_threshold)
+        if follow_r is None:
+            return sync
+        return max(sync, self.follow_slope * (follow_r - self.follow_r))
+
     def _score_track(self, track: TrackEvidence, audio: np.ndarray, sampling_rate: int) -> TrackScore:
         if track.mouth is None:
             raise ValueError(
@@ -357,7 +371,9 @@ class SyncDetector(ActiveSpeakerDetector):
             null_shifts=int(len(shifts)),
             depth=round(depth, 4),
         )
-        return TrackScore(score=self.decide(z, depth, follow_r), details=details)
+        evidence = self.sync_evidence(z, follow_r)
+        details["evidence"] = round(evidence, 3)
+        return TrackScore(score=self.decide(z, depth, follow_r), details=details, evidence=evidence)
 
     def _speech_mask(
         self, track: TrackEvidence, times: np.ndarray, env: np.ndarray, inside: np.ndarray

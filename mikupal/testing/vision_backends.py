@@ -50,3 +50,20 @@ class ExplodingDetector(FaceDetector):
 
     def detect(self, frames) -> list[list[Detection]]:
         raise RuntimeError("detector exploded")
+
+
+class FixedVerdicts(ActiveSpeakerDetector):
+    """Gives the ``i``-th scored track of every utterance ``scores[i]`` and ``evidence[i]`` (to test how the asd stage
+    chooses among tracks: the threshold, ``asd.rank_by``). ``evidence`` null: no evidence, as TalkNet."""
+
+    def __init__(self, scores: Sequence[float], evidence: Sequence[float] | None = None) -> None:
+        self.scores = [float(s) for s in scores]
+        self.evidence = None if evidence is None else [float(e) for e in evidence]
+
+    def score(self, tracks: Sequence[TrackEvidence], audio: np.ndarray, sampling_rate: int) -> list[TrackScore]:
+        if len(tracks) != len(self.scores):
+            raise ValueError(f"FixedVerdicts has {len(self.scores)} scores for {len(tracks)} tracks")
+        return [
+            TrackScore(score=s, evidence=None if self.evidence is None else self.evidence[i])
+            for i, s in enumerate(self.scores)
+        ]

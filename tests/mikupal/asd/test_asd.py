@@ -219,3 +219,49 @@ def test_sync_without_face_mesh_is_refused(two_speaker):
     cfg = compose_pipeline(f"input={clip.path}", f"run_dir={run.run_dir}", "faces.landmarks=null")
     with pytest.raises(ValueError, match="faces.landmarks"):
         AsdStage(cfg).setup(StageContext(run_dir=run.run_dir, rank=0, world_size=1, cfg=cfg))
+
+
+@pytest.mark.parametrize(
+    ("rank_by", "scores", "evidence", "expected"),
+    [
+        ("evidence", [0.9, 0.6], [1.0, 5.0], 1),  # both pass: the stronger evidence wins over the higher score
+        ("score", [0.9, 0.6], [1.0, 5.0], 0),  # the highest score, as before asd.rank_by
+        ("evidence", [0.9, 0.4], [1.0, 5.0], 0),  # evidence only ranks tracks that pass the threshold
+        ("evidence", [0.6, 0.9], None, 1),  # a detector without evidence (TalkNet): ranked by score
+        ("evidence", [0.4, 0.3], [9.0, 9.0], None),  # none passes: no face, whatever the evidence
+    ],
+)
+def test_the_face_is_chosen_among_the_tracks_that_pass_the_threshold(two_speaker, tmp_path, rank_by, scores,
+                                                                       evidence, expected):
+    import shutil
+
+    from mikupal.asd.stage import AsdStage
+    from mikupal.stage import StageContext
+    from mikupal.testing.config import compose_pipeline
+
+    clip, run = two_speaker
+    run_dir = tmp_path / "run"
+    shutil.copytree(run.run_dir, run_dir)  # the stage writes scores and clips: keep the shared run as it is
+    cfg = compose_pipeline(
+        f"input={clip.path}",
+        f"run_dir={run_dir}",
+        "fail_fast=true",
+        "asd._target_=mikupal.testing.vision_backends.FixedVerdicts",
+        *_sync_settings_removed(),
+        f"+asd.scores={scores}",
+        f"+asd.evidence={'null' if evidence is None else evidence}",
+        f"asd.rank_by={rank_by}",
+        "asd.clip.enabled=false",
+    )
+    ctx = StageContext(run_dir=run_dir, rank=0, world_size=1, cfg=cfg)
+    stage = AsdStage(cfg)
+    stage.setup(ctx)
+    u = run.inputs[0]
+    out = stage.process(u, ctx)[0]
+    track_ids = [t.track_id for t in run.tracks(u.id).tracks]
+    assert len(track_ids) == 2
+    if expected is None:
+        assert out.face is None and ctx.take_counts().get("asd.no_face.low_asd_score") == 1
+    else:
+        assert out.face is not None and out.face.track_id == track_ids[expected]
+        assert out.face.asd_score == scores[expected]
