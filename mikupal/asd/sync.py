@@ -287,7 +287,7 @@ class SyncDetector(ActiveSpeakerDetector):
 
     def sync_evidence(self, z: float, follow_r: float | None = None) -> float:
         """:attr:`TrackScore.evidence`: the better route's synchrony term without its articulation cap,
-        ``max(z_slope * (z - z_threshold), follow_slope * (follow_r - follow_r))``.
+        ``max(z_slope * (z - z_threshold), follow_slope * (measured follow_r - the follow_r boundary))``.
 
         Whether a face passes is decided by :meth:`decide`, where ``depth`` caps each route: it says whether the
         mouth moves enough to be speaking at all. Between two faces that both pass, how well each mouth follows this
