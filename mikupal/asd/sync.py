@@ -276,14 +276,19 @@ class SyncDetector(ActiveSpeakerDetector):
 
     def decide(self, z: float, depth: float, follow_r: float | None = None) -> float:
         """The 0..1 score from the evidence (see the module docstring): the better of the two routes."""
-        sync = self.z_slope * (z - self.z_threshold)
+        sync, follow = self._sync_terms(z, follow_r)
         artic = self.depth_slope * math.log(max(depth, 1e-6) / self.min_articulation)
         lips = min(sync, artic)
-        if follow_r is None:
+        if follow is None:
             return _sigmoid(lips)
-        follow = self.follow_slope * (follow_r - self.follow_r)
         motion = self.depth_slope * math.log(max(depth, 1e-6) / self.min_motion)
         return max(_sigmoid(lips), _sigmoid(min(follow, motion)))
+
+    def _sync_terms(self, z: float, follow_r: float | None) -> tuple[float, float | None]:
+        """Each route's synchrony term before the logistic: ``z_slope * (z - z_threshold)`` and, with a measured
+        ``follow_r``, ``follow_slope * (follow_r - the follow_r boundary)`` (else ``None``)."""
+        follow = None if follow_r is None else self.follow_slope * (follow_r - self.follow_r)
+        return self.z_slope * (z - self.z_threshold), follow
 
     def sync_evidence(self, z: float, follow_r: float | None = None) -> float:
         """:attr:`TrackScore.evidence`: the better route's synchrony term without its articulation cap,
@@ -294,10 +299,8 @@ class SyncDetector(ActiveSpeakerDetector):
         speech tells the speaker, not which one moves more: on the synthetic two-face clips a face mouthing other
         speech often articulates more than the speaker (README, faces and ASD section).
         """
-        sync = self.z_slope * (z - self.z_threshold)
-        if follow_r is None:
-            return sync
-        return max(sync, self.follow_slope * (follow_r - self.follow_r))
+        sync, follow = self._sync_terms(z, follow_r)
+        return sync if follow is None else max(sync, follow)
 
     def _score_track(self, track: TrackEvidence, audio: np.ndarray, sampling_rate: int) -> TrackScore:
         if track.mouth is None:
