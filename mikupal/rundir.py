@@ -153,6 +153,23 @@ def part_name(rank: int, world_size: int) -> str:
     return f"part-{rank:05d}-of-{world_size:05d}"
 
 
+def stage_part_files(stage_dir: str | os.PathLike[str], kind: str = "outputs") -> list[Path]:
+    """A stage folder's part files of every rank, in name order: ``kind`` ``"outputs"`` (``part-*.jsonl``, the
+    records), ``"done"`` (``part-*.done.jsonl``) or ``"errors"`` (``part-*.errors.jsonl``)."""
+    stage_dir = Path(stage_dir)
+    if kind == "outputs":
+        return sorted(p for p in stage_dir.glob("part-*.jsonl") if p.name.count(".") == 1)
+    if kind not in ("done", "errors"):
+        raise ValueError(f"kind must be outputs, done or errors, got {kind!r}")
+    return sorted(stage_dir.glob(f"part-*.{kind}.jsonl"))
+
+
+def stage_records(stage_dir: str | os.PathLike[str], kind: str = "outputs") -> list[dict[str, Any]]:
+    """The lines of :func:`stage_part_files` as dicts, all parts in name order. Raw lines: an output line of an
+    item redone later shows up once per time it was written (:meth:`StageStore.outputs` keeps only finished ones)."""
+    return [obj for path in stage_part_files(stage_dir, kind) for obj in iter_jsonl(path)]
+
+
 @dataclass
 class DoneEntry:
     """One line of a done log: a finished input item, how many outputs it gave, its drop reason and counters."""

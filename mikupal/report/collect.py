@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mikupal.manifest import ManifestError, iter_jsonl
+from mikupal.rundir import stage_part_files
 from mikupal.runner import STAGE_CLASSES
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         raise ReportError(str(e)) from e
 
 
-def _part_files(stage_dir: Path, kind: str) -> list[Path]:
-    """``kind``: ``"outputs"`` (part-*.jsonl), ``"done"`` or ``"errors"``."""
-    if kind == "outputs":
-        return sorted(p for p in stage_dir.glob("part-*.jsonl") if p.name.count(".") == 1)
-    return sorted(stage_dir.glob(f"part-*.{kind}.jsonl"))
-
-
 @dataclass
 class StageProgress:
     """What one stage's done logs and error files say (all shards)."""
@@ -120,14 +114,14 @@ def stage_progress(run_dir: Path) -> dict[str, StageProgress]:
     out: dict[str, StageProgress] = {}
     for name in STAGE_CLASSES:
         stage_dir = run_dir / name
-        done_files = _part_files(stage_dir, "done") if stage_dir.is_dir() else []
+        done_files = stage_part_files(stage_dir, "done") if stage_dir.is_dir() else []
         if not done_files and not (stage_dir / "stage.json").exists():
             continue
         done: dict[str, dict[str, Any]] = {}
         for path in done_files:
             for obj in _jsonl(path):
                 done[str(obj.get("key"))] = obj
-        errors = [obj for path in _part_files(stage_dir, "errors") for obj in _jsonl(path)]
+        errors = [obj for path in stage_part_files(stage_dir, "errors") for obj in _jsonl(path)]
         drops: Counter = Counter()
         for entry in done.values():
             if entry.get("drop"):
@@ -143,7 +137,7 @@ def stage_utterances(run_dir: Path, progress: StageProgress) -> list[dict[str, A
     """The utterance dicts a stage has written for its finished input items (deduplicated by id, sorted by id)."""
     parent = "video_id" if progress.name == "vad" else "id"
     records: dict[str, dict[str, Any]] = {}
-    for path in _part_files(run_dir / progress.name, "outputs"):
+    for path in stage_part_files(run_dir / progress.name, "outputs"):
         for obj in _jsonl(path):
             if str(obj.get(parent)) in progress.done and "id" in obj:
                 records[str(obj["id"])] = obj
@@ -154,7 +148,7 @@ def _hours_from_extract(run_dir: Path, progress: dict[str, StageProgress]) -> fl
     if "extract" not in progress:
         return None
     seconds = 0.0
-    for path in _part_files(run_dir / "extract", "outputs"):
+    for path in stage_part_files(run_dir / "extract", "outputs"):
         for obj in _jsonl(path):
             if str(obj.get("video_id")) in progress["extract"].done and isinstance(obj.get("duration"), (int, float)):
                 seconds += float(obj["duration"])

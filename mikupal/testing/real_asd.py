@@ -131,12 +131,11 @@ class Decision:
 def decisions(cases: list[RealCase], run_dir: Path, stage_dir: str = "asd") -> list[Decision]:
     """One :class:`Decision` per utterance of the run, matched to its case by the source file name."""
     from mikupal.records import Utterance
+    from mikupal.rundir import stage_part_files
 
     by_file = {c.path.name: c for c in cases}
     out: list[Decision] = []
-    for part in sorted((Path(run_dir) / stage_dir).glob("part-*.jsonl")):
-        if part.name.endswith((".done.jsonl", ".errors.jsonl")):
-            continue
+    for part in stage_part_files(Path(run_dir) / stage_dir):
         for line in part.read_text().splitlines():
             u = Utterance.from_dict(json.loads(line))
             case = by_file[Path(u.source).name]

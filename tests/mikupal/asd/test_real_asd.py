@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from mikupal.rundir import stage_records
 from mikupal.testing.real_asd import build_cases, decision_table, decisions, run_cases
 
 
@@ -69,12 +70,6 @@ def test_the_score_is_calibrated_at_the_threshold_and_explains_itself(real_run):
     assert track["mask"] == "words" and track["null_shifts"] >= 8
 
 
-def _stage_rows(run_dir, stage):
-    """The records a stage wrote to ``<run_dir>/<stage>/part-*-of-*.jsonl`` (not its ``.done``/``.errors`` files)."""
-    return [json.loads(line) for p in sorted((run_dir / stage).glob("part-*-of-*.jsonl")) if p.name.count(".") == 1
-            for line in p.read_text().splitlines()]
-
-
 def _sync_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
     """The assigned track's ``z`` and ``follow_r`` (the default asd=sync plus ``asd.key=value`` overrides) with the
     utterance's audio moved later (+) or earlier (-) by each of ``offsets_ms`` against the frames, faces and words as
@@ -86,7 +81,7 @@ def _sync_under_audio_offsets(run_dir, utterance_id, offsets_ms, *overrides):
     from mikupal.testing.config import compose_pipeline
 
     detector = AsdStage(compose_pipeline(*overrides)).build_backends()["asd"]
-    utt = next(Utterance.from_dict(r) for r in _stage_rows(run_dir, "asd") if r["id"] == utterance_id)
+    utt = next(Utterance.from_dict(r) for r in stage_records(run_dir / "asd") if r["id"] == utterance_id)
     window = WindowTracks.read(run_dir / tracks_path(utt.id))
     track = next(t for t in window.tracks if t.track_id == utt.face.track_id)
     evidence = AsdStage._evidence(track, window, _word_spans(utt))
@@ -146,7 +141,7 @@ def _run_joined(clip, run_dir):
         f"input={clip.path}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr,faces,asd]", "fail_fast=true"
     )
     summary = run_pipeline(cfg)
-    return summary, [Utterance.from_dict(r) for r in _stage_rows(run_dir, "asd")]
+    return summary, [Utterance.from_dict(r) for r in stage_records(run_dir / "asd")]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +154,7 @@ def joined_run(joined, tmp_path_factory):
 
 def test_an_utterance_across_a_cut_between_two_speakers_is_split_at_the_cut(joined_run):
     clip, cut, run_dir, utts = joined_run
-    vad = _stage_rows(run_dir, "vad")
+    vad = stage_records(run_dir / "vad")
     straddling = [u for u in vad if u["start"] < cut - 0.3 and u["end"] > cut + 0.3]
     assert straddling, f"VAD did not join the two speakers' speech into one utterance: {vad}"
     pieces = [u for u in utts if u.id.startswith(straddling[0]["id"] + "-c")]

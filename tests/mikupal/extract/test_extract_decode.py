@@ -16,6 +16,7 @@ import pytest
 
 from mikupal.media import MediaError, decode_audio, decode_audio_report
 from mikupal.runner import run_pipeline
+from mikupal.rundir import stage_records
 from mikupal.testing.config import compose_pipeline
 from mikupal.testing.decode_media import encode, packets, truncate_in_last_audio_packet, zero_packets
 from mikupal.testing.media import concat_with_silences
@@ -153,8 +154,7 @@ def test_extract_stage_counts_corrupt_packets_and_keeps_the_file(ac3_video, tmp_
     assert [Path(e["source"]).name for e in errors] == [f"mostly_bad{ac3_video.suffix}"]
     assert "extract.min_decoded_share" in errors[0]["message"]
     assert summary["counters"]["extract.corrupt_packets"] == 1
-    recordings = [json.loads(line) for p in (run / "extract").glob("part-*.jsonl") if p.name.count(".") == 1
-                  for line in p.read_text().splitlines() if line.strip()]
+    recordings = stage_records(run / "extract")
     assert len(recordings) == 1 and abs(recordings[0]["duration"] - len(_reference(ac3_video)) / SR) < 0.002
 
 

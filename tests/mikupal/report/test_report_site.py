@@ -15,6 +15,7 @@ import pytest
 
 from mikupal.report import ReportError, ReportOptions, build_report, load_run
 from mikupal.report.site import scrub_paths
+from mikupal.rundir import stage_records
 from mikupal.testing.report import (HOSTILE_RATIONALE, HOSTILE_TEXT, SECRET_DIR, make_in_progress, read_call, site_rows,
                                     write_report_run)
 from mikupal.testing.rundirs import forget_done
@@ -173,8 +174,7 @@ def test_run_in_progress_reports_the_latest_stage(pipeline_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(done, run)
     make_in_progress(run, {"extract", "separate", "vad"})
-    vad_lines = [json.loads(x) for p in sorted((run / "vad").glob("part-*.jsonl")) if p.name.count(".") == 1
-                 for x in p.read_text().splitlines()]
+    vad_lines = stage_records(run / "vad")
     data = load_run(run)
     assert not data.complete and "'vad'" in data.status and "no utterances.jsonl" in data.status
     assert [i.record["id"] for i in data.items] == sorted(r["id"] for r in vad_lines)
