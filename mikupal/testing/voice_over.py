@@ -8,6 +8,8 @@ Built at test time with PyAV from real media (:mod:`mikupal.testing.real_media`,
   talking man, ...), or the video's **own** sound (a real positive) when ``audio`` is its own track.
 * :func:`join` — clips back to back, with no pause, resized to one frame size: a hard scene cut between two
   speakers, for the "no utterance straddles a cut" rule.
+* :func:`side_by_side` — two videos' frames next to each other (scaled to one height) under one audio: a real
+  two-face scene whose speaker is known when the audio is one of the two videos' own sound.
 * :func:`librivox_speech` — LibriVox utterances joined with short pauses to a given length.
 * :func:`own_audio` — a file's audio track at 16 kHz.
 """
@@ -131,3 +133,32 @@ def join(out: str | Path, clips: list[Composite], fps: int = 25, size: tuple[int
     duration = len(pictures) / fps
     path = write_video(out, samples, SR, lambda i, _t: pictures[i], duration, fps=fps, size=size)
     return Composite(path, samples, duration, size, "joined")
+
+
+def side_by_side(
+    out: str | Path, left: str | Path, right: str | Path, audio: np.ndarray, height: int = 288, fps: int = 25
+) -> tuple[Composite, int]:
+    """``left``'s and ``right``'s frames next to each other, each scaled to ``height`` pixels, under ``audio``
+    (16 kHz mono), as long as the shortest of the three.
+
+    Returns the composite and the left video's width in its frames: a face whose box centre lies left of that
+    column is the left video's.
+    """
+    import cv2
+
+    def scaled(video: str | Path) -> list[np.ndarray]:
+        frames = _frames(Path(video), fps)
+        if not frames:
+            raise ValueError(f"{video}: no frames decoded")
+        h, w = frames[0].shape[:2]
+        size = _even((int(round(w * height / h)), height))
+        return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+
+    a, b = scaled(left), scaled(right)
+    n = min(len(a), len(b), int(len(audio) / SR * fps))
+    pictures = [np.hstack([a[i], b[i]]) for i in range(n)]
+    duration = n / fps
+    samples = np.asarray(audio[: int(round(duration * SR))], np.float32)
+    size = (pictures[0].shape[1], pictures[0].shape[0])
+    path = write_video(out, samples, SR, lambda i, _t: pictures[i], duration, fps=fps, size=size)
+    return Composite(path, samples, duration, size, "side by side"), a[0].shape[1]
