@@ -346,6 +346,7 @@ def write_video(
     crf: int = 23,
     preset: str = "veryfast",
     encoder_threads: int | None = None,
+    keyframe_interval: int | None = None,
     fmt: str | None = "mp4",
     options: dict | None = None,
     cover: np.ndarray | None = None,
@@ -370,6 +371,8 @@ def write_video(
         size: ``(width, height)`` of the video; default: the first frame's. Frames are cut to it, and to even sides
             (yuv420p needs them).
         crf, preset: libx264 quality and speed.
+        keyframe_interval: at most this many frames from one keyframe to the next (libx264's ``keyint``; ``None``:
+            its default, 250).
         encoder_threads: libx264 threads; ``None``: its own choice (frame threads, about 1.5 per core). libx264
             (PyAV 18.1's build) is not byte-reproducible on any thread count: the same frames encoded twice in one
             process sometimes differ in a packet.
@@ -407,6 +410,8 @@ def write_video(
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
             if encoder_threads is not None:
                 vstream.options["threads"] = str(int(encoder_threads))
+            if keyframe_interval is not None:
+                vstream.options["g"] = str(int(keyframe_interval))
             for key, value in (colour or {}).items():
                 if key not in ("colorspace", "color_range"):
                     raise ValueError(f"{path}: unknown colour tag {key!r} (colorspace, color_range)")

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -55,10 +55,13 @@ class DecodeStats:
     Attributes:
         corrupt_packets: video packets the decoder rejected (skipped; the nearest good frame stands in).
         read_error: the demuxer's error when it could not read further (the window ends there), else ``None``.
+        decoded_frames: frames the decoder produced while the window was read, those before its start included
+            (the cost of reaching it from a keyframe or from the window before).
     """
 
     corrupt_packets: int = 0
     read_error: str | None = None
+    decoded_frames: int = 0
 
 
 #: Corrupt packets of one window logged one by one; the rest are summed up in one warning.
@@ -235,6 +238,9 @@ def _one_scaler_thread() -> dict:
 #: A window that starts at most this many seconds after the last decoded frame is reached by decoding on; one that
 #: starts earlier, or further on, seeks (decoding from the keyframe before it).
 CONTINUE_WITHIN = 10.0
+#: ... unless a seek to the window would land on a keyframe at least this many seconds after the last decoded frame:
+#: then seeking decodes less (the frames are the same either way).
+SEEK_SKIPS_AT_LEAST = 1.0
 
 
 class VideoReader:
@@ -243,9 +249,13 @@ class VideoReader:
     The frames a window yields are exactly those :func:`read_window` yields for it. A window starting after the
     previous one (within :data:`CONTINUE_WITHIN` seconds) goes on decoding where that one stopped instead of seeking
     back to the keyframe before its start, so a video whose utterances are read in order is decoded about once,
-    not once per utterance plus the stretch from each utterance's keyframe. :meth:`frames_at` reads frames by index
-    from the start of the clip instead (with :meth:`frame_count`, for the annotators' whole-clip samples). Close it
-    (or use ``with``).
+    not once per utterance plus the stretch from each utterance's keyframe. When a keyframe lies between the two
+    (at least :data:`SEEK_SKIPS_AT_LEAST` seconds after the last decoded frame), it seeks instead: decoding from
+    that keyframe skips the frames in between, which no window needs. Where a seek would land is read from the
+    container's index with a second, demux-only handle on the file (:meth:`seek_lands_at`).
+
+    :meth:`frames_at` reads frames by index from the start of the clip instead (with :meth:`frame_count`, for the
+    annotators' whole-clip samples). Close it (or use ``with``).
 
     Raises:
         VideoDecodeError: the file cannot be opened or has no video stream.
@@ -262,6 +272,7 @@ class VideoReader:
         self._cached: tuple[object, tuple[int, int], np.ndarray] | None = None
         self._used = False
         self._window_id = 0
+        self._index: Any = None  # a demux-only handle on the file, for seek_lands_at; False: it cannot tell
 
     def _open(self) -> None:
         import av
@@ -320,6 +331,9 @@ class VideoReader:
         """Free the decoder and the file."""
         self._drop_decoder()
         self._container.close()
+        if self._index:
+            self._index.close()
+        self._index = None
 
     def _drop_decoder(self) -> None:
         if self._decoder is not None:
@@ -342,12 +356,46 @@ class VideoReader:
             self._cached = cached = (frame, (size, fmt), image)
         return cached[2]
 
+    def _seek_target(self, start: float) -> int:
+        """The stream timestamp :meth:`window` seeks to (backward, to the keyframe before it) for a window at
+        ``start``: half a frame early, so the frame shown at ``start`` is decoded."""
+        return int(max(0.0, start + self._origin - 0.5 / self._rate) / self._tb)
+
+    def seek_lands_at(self, start: float) -> float | None:
+        """The time (seconds, audio time line) of the keyframe a seek for a window at ``start`` lands on, read from
+        the container's index without decoding; ``None`` when the file cannot tell (no index, or no timestamp)."""
+        import av
+
+        if self._index is None:
+            try:
+                self._index = av.open(str(self.path))
+            except (av.error.FFmpegError, OSError):
+                self._index = False
+        if not self._index:
+            return None
+        stream = first_video_stream(self._index)  # the stream _open decodes
+        try:
+            self._index.seek(self._seek_target(start), stream=stream, backward=True)
+            for packet in self._index.demux(stream):
+                if packet.pts is not None:
+                    return float(packet.pts * stream.time_base) - self._origin if packet.is_keyframe else None
+        except av.error.FFmpegError:
+            return None
+        return None
+
     def _can_continue(self, first_target: float, start: float) -> bool:
-        """Whether decoding on from the last window gives this window the frames a fresh seek would."""
+        """Whether decoding on from the last window gives this window the frames a fresh seek would, and decodes
+        fewer frames than that seek (see the class docstring)."""
         if self._decoder is None or self._decoder.finished or not self._recent:
             return False
         # the frame shown before the first analysis time must still be at hand
-        return self._recent[0][1] < first_target and start - self._recent[-1][1] <= CONTINUE_WITHIN
+        last = self._recent[-1][1]
+        if not (self._recent[0][1] < first_target and start - last <= CONTINUE_WITHIN):
+            return False
+        if start - last < SEEK_SKIPS_AT_LEAST:
+            return True
+        lands = self.seek_lands_at(start)
+        return lands is None or lands - last < SEEK_SKIPS_AT_LEAST
 
     def window(
         self,
@@ -386,8 +434,7 @@ class VideoReader:
                 self._open()
             self._used = True
             if start > 0.5 / rate:
-                self._container.seek(int(max(0.0, start + self._origin - 0.5 / rate) / self._tb), stream=self._stream,
-                                     backward=True)
+                self._container.seek(self._seek_target(start), stream=self._stream, backward=True)
             self._decoder = _ForgivingDecoder(self._container, self._stream, path)
             replay = []
         decoder = self._decoder
@@ -568,6 +615,7 @@ class _ForgivingDecoder:
                 return
             try:
                 self._frames = list(packet.decode())  # the final empty packet flushes the decoder
+                self._stats.decoded_frames += len(self._frames)
             except av.error.FFmpegError as e:
                 self._stats.corrupt_packets += 1
                 if self._logged < _LOGGED_CORRUPT_PACKETS:

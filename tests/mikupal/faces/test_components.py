@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from mikupal.faces.artifact import WindowTracks
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker, iou_matrix
-from mikupal.faces.video import OpenVideo, VideoDecodeError, analysis_size, read_window, video_info
+from mikupal import media
+from mikupal.faces.video import (
+    DecodeStats,
+    OpenVideo,
+    VideoDecodeError,
+    VideoReader,
+    analysis_size,
+    read_window,
+    video_info,
+)
 from mikupal.testing.decode_media import counter_frame, counter_index
 from mikupal.testing.media import face_photo, write_video
 
@@ -71,6 +82,47 @@ def test_windows_read_in_order_by_one_decoder_equal_windows_read_alone(counter_v
             assert [_index(f) for f in on] == [int(round(f.source_time * 30)) for f in on]
     finally:
         video.close()
+
+
+def test_a_window_beyond_a_keyframe_seeks_there_instead_of_decoding_the_gap(tmp_path, monkeypatch):
+    """With keyframes every half second or less, windows 1.5 s apart are reached by seeking to the keyframe before
+    each (fewer frames decoded than decoding on through the gaps), with the frames a window read alone gets."""
+    import av
+
+    import mikupal.faces.video as video
+
+    path = tmp_path / "gop15.mp4"
+    media.write_video(path, (counter_frame(i) for i in range(150)), 30, keyframe_interval=15)
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        keyframes = sorted(
+            float(p.pts * stream.time_base) for p in c.demux(stream) if p.is_keyframe and p.pts is not None
+        )
+    assert max(np.diff(keyframes)) <= 0.5 + 1e-6
+    windows = [(0.0, 0.5), (2.0, 2.4), (4.0, 4.4), (4.5, 4.9)]
+
+    def read(reader):
+        decoded = []
+        for start, end in windows:
+            stats = DecodeStats()
+            on = list(reader.window(start, end, 25, stats=stats))
+            alone = list(read_window(path, start, end, 25))
+            assert [_index(f) for f in on] == [_index(f) for f in alone] == [round(f.source_time * 30) for f in on]
+            assert all(np.array_equal(a.image, b.image) for a, b in zip(on, alone)), (start, end)
+            decoded.append(stats.decoded_frames)
+        return decoded
+
+    with VideoReader(path) as reader:
+        for t in (0.8, 2.0, 3.3, 4.0):  # where a seek for a window at t lands: the keyframe before t - half a frame
+            assert reader.seek_lands_at(t) == pytest.approx(max(k for k in keyframes if k <= t - 0.5 / 30 + 1e-9))
+        seeking = read(reader)
+    monkeypatch.setattr(video, "SEEK_SKIPS_AT_LEAST", math.inf)  # the rule before: decode on within 10 s
+    with VideoReader(path) as reader:
+        decoding_on = read(reader)
+    assert seeking[0] == decoding_on[0]
+    for k in (1, 2):  # 1.6 s gaps: a keyframe lies at least 1 s after the last frame, the seek skips to it
+        assert seeking[k] <= 30 * 0.9 + 4 < 30 * 1.6 <= decoding_on[k]
+    assert seeking[3] == pytest.approx(decoding_on[3], abs=2)  # a 0.1 s gap: decoded on either way
 
 
 def test_audio_only_file_has_no_video(tmp_path):
