@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from mikupal import media
 from mikupal.faces.artifact import WindowTracks
 from mikupal.faces.scene import SceneCutDetector
 from mikupal.faces.tracking import IouTracker, iou_matrix
-from mikupal import media
 from mikupal.faces.video import (
     DecodeStats,
     OpenVideo,
@@ -85,7 +85,7 @@ def test_windows_read_in_order_by_one_decoder_equal_windows_read_alone(counter_v
 
 
 def test_a_window_beyond_a_keyframe_seeks_there_instead_of_decoding_the_gap(tmp_path, monkeypatch):
-    """With keyframes every half second or less, windows 1.5 s apart are reached by seeking to the keyframe before
+    """With keyframes every half second or less, windows after a 1.6 s gap are reached by seeking to the keyframe before
     each (fewer frames decoded than decoding on through the gaps), with the frames a window read alone gets."""
     import av
 
