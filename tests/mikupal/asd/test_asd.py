@@ -88,9 +88,11 @@ def test_clip_shows_the_chosen_face(two_speaker):
         frames = [f.to_ndarray(format="rgb24") for i, f in zip(range(10), c.decode(video=0))]
     found = det.detect(frames)
     assert all(len(d) == 1 for d in found)
-    # the face fills the middle of the crop (box widened by the 0.4 margin on each side)
+    # the face fills the middle of the crop: the track box widened by the 0.4 margin on each side puts its edges at
+    # 224 * 0.4 / 2.8 = 32 and 192 px. BlazeFace's box on the encoded clip lands within a few pixels of them (31.6 and
+    # 192.8 in one run, 194.1 on the right in another: libx264 does not encode the same frames identically every run)
     x1, y1, x2, y2 = found[5][0].box
-    assert 30 < x1 < 112 < x2 < 194 and (x2 - x1) > 90
+    assert 26 < x1 < 112 < x2 < 198 and (x2 - x1) > 90
 
 
 def test_two_runs_of_one_clip_give_the_same_tracks_and_scores(two_speaker, tmp_path):
