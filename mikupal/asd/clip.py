@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mikupal.faces.tracking import FaceTrack
-from mikupal.faces.video import AnalysisFrame
+from mikupal.faces.video import AnalysisFrame, Yuv420Planes
 from mikupal.media import write_video
 
 log = logging.getLogger(__name__)
@@ -78,25 +78,31 @@ def crop_face(
     )
 
 
-def crop_face_yuv(frame: np.ndarray, cx: float, cy: float, half: float, size: int, margin: float = 0.4) -> np.ndarray:
+def crop_face_yuv(
+    frame: np.ndarray | Yuv420Planes, cx: float, cy: float, half: float, size: int, margin: float = 0.4
+) -> np.ndarray:
     """:func:`crop_face` of a yuv420p frame, as a yuv420p frame: each plane cropped and resized on its own.
 
-    ``frame`` is ``(h * 3 // 2, w)``, the Y plane above the U and V planes at half resolution (PyAV's
-    ``to_ndarray(format="yuv420p")``); so is the result, ``(size * 3 // 2, size)`` (``size`` even). The chroma
+    ``frame`` is the decoded frame's :class:`~mikupal.faces.video.Yuv420Planes` (what the asd stage reads), or
+    ``(h * 3 // 2, w)``, the Y plane above the U and V planes at half resolution (PyAV's
+    ``to_ndarray(format="yuv420p")``); the result is the latter, ``(size * 3 // 2, size)`` (``size`` even). The chroma
     planes take the same square in their own coordinates (halved), so no full frame is ever converted to RGB; the
     outside is :data:`PAD_YUV`. The pixels differ from the RGB crop's converted to yuv420p only by resampling order
     (tests/mikupal/asd/test_clip.py bounds the difference).
     """
     if size % 2:
         raise ValueError(f"a yuv420p crop needs an even size, got {size}")
-    h, w = frame.shape[0] * 2 // 3, frame.shape[1]
-    flat = np.ascontiguousarray(frame).reshape(-1)
-    n, q = h * w, (h // 2) * (w // 2)
-    planes = (
-        flat[:n].reshape(h, w),
-        flat[n : n + q].reshape(h // 2, w // 2),
-        flat[n + q : n + 2 * q].reshape(h // 2, w // 2),
-    )
+    if isinstance(frame, Yuv420Planes):
+        planes = tuple(frame)
+    else:
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        flat = np.ascontiguousarray(frame).reshape(-1)
+        n, q = h * w, (h // 2) * (w // 2)
+        planes = (
+            flat[:n].reshape(h, w),
+            flat[n : n + q].reshape(h // 2, w // 2),
+            flat[n + q : n + 2 * q].reshape(h // 2, w // 2),
+        )
     out = np.empty(size * size * 3 // 2, np.uint8)
     s2 = size // 2
     out[: size * size] = crop_face(planes[0], cx, cy, half, size, margin, pad=PAD_YUV[0]).reshape(-1)

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -87,13 +87,34 @@ class AnalysisFrame:
         index: analysis frame index within the window (0, 1, ...).
         time: analysis time in seconds on the source's audio time line (``start + index / fps``).
         source_time: timestamp of the source frame used, same time line.
-        image: RGB uint8 ``(h, w, 3)``, resized as requested (or yuv420p ``(h * 3 // 2, w)`` when asked for).
+        image: RGB uint8 ``(h, w, 3)``, resized as requested; or, when yuv420p is asked for, the frame's
+            :class:`Yuv420Planes` (at the source size) or a yuv420p array ``(h * 3 // 2, w)`` (resized).
     """
 
     index: int
     time: float
     source_time: float
     image: np.ndarray
+
+
+class Yuv420Planes(NamedTuple):
+    """A decoded yuv420p frame as read-only views of its own planes, without a copy: ``y`` ``(h, w)``, ``u`` and
+    ``v`` ``(h / 2, w / 2)`` (rows may be padded in memory: the views' strides are the planes' line sizes). The
+    views keep the decoded frame alive."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+def yuv420_planes(frame) -> Yuv420Planes:
+    """:class:`Yuv420Planes` of a PyAV ``VideoFrame`` in yuv420p (even width and height)."""
+    width, height = frame.width, frame.height
+    views = []
+    for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        views.append(rows[:h, :w])
+    return Yuv420Planes(*views)
 
 
 def video_info(path: str | Path) -> VideoInfo | None:
@@ -352,7 +373,10 @@ class VideoReader:
         cached = self._cached
         if cached is None or cached[0] is not frame or cached[1] != (size, fmt):
             width, height = size if size is not None else (None, None)
-            image = frame.to_ndarray(format=fmt, width=width, height=height, **_one_scaler_thread())
+            if fmt == "yuv420p" and frame.format.name == "yuv420p" and size in (None, (frame.width, frame.height)):
+                image = yuv420_planes(frame)  # as decoded: no copy
+            else:
+                image = frame.to_ndarray(format=fmt, width=width, height=height, **_one_scaler_thread())
             self._cached = cached = (frame, (size, fmt), image)
         return cached[2]
 
@@ -408,9 +432,10 @@ class VideoReader:
     ) -> Iterator[AnalysisFrame]:
         """Yield the frames of ``[start, end)`` at ``fps`` (see :func:`read_window`, which this is the body of).
 
-        ``fmt`` is the FFmpeg pixel format of the images: ``rgb24`` (``(h, w, 3)``), or ``yuv420p`` (the Y plane
-        above the U and V planes, ``(h * 3 // 2, w)`` as PyAV's ``to_ndarray`` gives them; even sizes only), which
-        a yuv420p source gives without any conversion (:mod:`mikupal.asd.clip` crops the face clip from it).
+        ``fmt`` is the FFmpeg pixel format of the images: ``rgb24`` (``(h, w, 3)``), or ``yuv420p`` (even sizes
+        only): a yuv420p source at its own size gives its decoded planes, :class:`Yuv420Planes`, without any
+        conversion or copy (:mod:`mikupal.asd.clip` crops the face clip from them); otherwise the Y plane above the
+        U and V planes, ``(h * 3 // 2, w)`` as PyAV's ``to_ndarray`` gives them.
         """
         if fmt == "yuv420p" and any(v % 2 for v in (size or self._source_size)):
             raise ValueError(f"{self.path}: yuv420p frames need an even width and height, not {self._source_size}")

@@ -60,6 +60,35 @@ def test_yuv_crop_pads_with_the_same_grey():
         crop_face_yuv(yuv, 10, 10, 5, 63)
 
 
+def test_yuv_windows_give_the_decoded_planes_uncopied_and_they_crop_like_the_stacked_frame(tmp_path):
+    """A yuv420p window of a yuv420p source yields views of the decoded planes (330 px wide: FFmpeg pads its rows,
+    so the views are strided), with the pixels of ``to_ndarray(format="yuv420p")``, and crops to the same bytes."""
+    import av
+
+    from mikupal.faces.video import Yuv420Planes
+    from mikupal.media import write_video
+
+    photo = np.ascontiguousarray(face_photo()[:240, :330])
+    rng = np.random.default_rng(0)
+    pictures = [np.clip(photo.astype(int) + rng.integers(-20, 20, photo.shape), 0, 255).astype(np.uint8)
+                for _ in range(8)]
+    src = tmp_path / "padded.mp4"
+    write_video(src, pictures, 25.0, crf=10)
+    with av.open(str(src)) as c:
+        stacked = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    with VideoReader(src) as reader:
+        frames = list(reader.window(0.0, 8 / 25, 25.0, fmt="yuv420p"))
+    assert len(frames) == len(stacked) == 8
+    for frame, ref in zip(frames, stacked):
+        planes = frame.image
+        assert isinstance(planes, Yuv420Planes)
+        assert planes.y.shape == (240, 330) and planes.u.shape == planes.v.shape == (120, 165)
+        assert planes.y.strides[0] > 330  # rows padded in memory: views, not a copy
+        assert np.array_equal(np.concatenate([planes.y.ravel(), planes.u.ravel(), planes.v.ravel()]), ref.ravel())
+        for cx, cy, half in ((165.0, 120.0, 60.0), (20.3, 200.7, 45.0)):
+            assert np.array_equal(crop_face_yuv(planes, cx, cy, half, 112), crop_face_yuv(ref, cx, cy, half, 112))
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory, speech_data):
     from mikupal.testing.talking_faces import talking_clip
