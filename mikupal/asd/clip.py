@@ -92,17 +92,7 @@ def crop_face_yuv(
     """
     if size % 2:
         raise ValueError(f"a yuv420p crop needs an even size, got {size}")
-    if isinstance(frame, Yuv420Planes):
-        planes = tuple(frame)
-    else:
-        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
-        flat = np.ascontiguousarray(frame).reshape(-1)
-        n, q = h * w, (h // 2) * (w // 2)
-        planes = (
-            flat[:n].reshape(h, w),
-            flat[n : n + q].reshape(h // 2, w // 2),
-            flat[n + q : n + 2 * q].reshape(h // 2, w // 2),
-        )
+    planes = frame if isinstance(frame, Yuv420Planes) else Yuv420Planes.of_stacked(frame)
     out = np.empty(size * size * 3 // 2, np.uint8)
     s2 = size // 2
     out[: size * size] = crop_face(planes[0], cx, cy, half, size, margin, pad=PAD_YUV[0]).reshape(-1)

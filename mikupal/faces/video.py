@@ -94,27 +94,37 @@ class AnalysisFrame:
     index: int
     time: float
     source_time: float
-    image: np.ndarray
+    image: np.ndarray | Yuv420Planes
 
 
 class Yuv420Planes(NamedTuple):
-    """A decoded yuv420p frame as read-only views of its own planes, without a copy: ``y`` ``(h, w)``, ``u`` and
-    ``v`` ``(h / 2, w / 2)`` (rows may be padded in memory: the views' strides are the planes' line sizes). The
-    views keep the decoded frame alive."""
+    """A yuv420p frame as its three planes: ``y`` ``(h, w)``, ``u`` and ``v`` ``(h / 2, w / 2)``. Of a decoded
+    frame (:meth:`of_frame`), read-only views of its own planes, without a copy (rows may be padded in memory: the
+    views' strides are the planes' line sizes); the views keep the frame alive."""
 
     y: np.ndarray
     u: np.ndarray
     v: np.ndarray
 
+    @classmethod
+    def of_frame(cls, frame) -> Yuv420Planes:
+        """The planes of a PyAV ``VideoFrame`` in yuv420p (even width and height)."""
+        width, height = frame.width, frame.height
+        views = []
+        for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
+            view = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+            view.flags.writeable = False  # the decoder's frame: repeated analysis frames share it
+            views.append(view)
+        return cls(*views)
 
-def yuv420_planes(frame) -> Yuv420Planes:
-    """:class:`Yuv420Planes` of a PyAV ``VideoFrame`` in yuv420p (even width and height)."""
-    width, height = frame.width, frame.height
-    views = []
-    for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
-        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-        views.append(rows[:h, :w])
-    return Yuv420Planes(*views)
+    @classmethod
+    def of_stacked(cls, image: np.ndarray) -> Yuv420Planes:
+        """The planes of a stacked yuv420p array ``(h * 3 // 2, w)`` (PyAV's ``to_ndarray(format="yuv420p")``)."""
+        h, w = image.shape[0] * 2 // 3, image.shape[1]
+        flat = np.ascontiguousarray(image).reshape(-1)
+        n, q = h * w, (h // 2) * (w // 2)
+        chroma = (h // 2, w // 2)
+        return cls(flat[:n].reshape(h, w), flat[n : n + q].reshape(chroma), flat[n + q : n + 2 * q].reshape(chroma))
 
 
 def video_info(path: str | Path) -> VideoInfo | None:
@@ -363,7 +373,7 @@ class VideoReader:
         self._recent = []
         self._last_time = None
 
-    def _image(self, frame, size: tuple[int, int] | None, fmt: str = "rgb24") -> np.ndarray:
+    def _image(self, frame, size: tuple[int, int] | None, fmt: str = "rgb24") -> np.ndarray | Yuv420Planes:
         """The frame in pixel format ``fmt`` at ``size`` (``None``: its own), converted and scaled by FFmpeg once;
         repeated frames reuse it.
 
@@ -374,7 +384,7 @@ class VideoReader:
         if cached is None or cached[0] is not frame or cached[1] != (size, fmt):
             width, height = size if size is not None else (None, None)
             if fmt == "yuv420p" and frame.format.name == "yuv420p" and size in (None, (frame.width, frame.height)):
-                image = yuv420_planes(frame)  # as decoded: no copy
+                image = Yuv420Planes.of_frame(frame)  # as decoded: no copy
             else:
                 image = frame.to_ndarray(format=fmt, width=width, height=height, **_one_scaler_thread())
             self._cached = cached = (frame, (size, fmt), image)

@@ -84,6 +84,7 @@ def test_yuv_windows_give_the_decoded_planes_uncopied_and_they_crop_like_the_sta
         assert isinstance(planes, Yuv420Planes)
         assert planes.y.shape == (240, 330) and planes.u.shape == planes.v.shape == (120, 165)
         assert planes.y.strides[0] > 330  # rows padded in memory: views, not a copy
+        assert not any(p.flags.writeable for p in planes)  # the decoder's frame, shared by repeated frames
         assert np.array_equal(np.concatenate([planes.y.ravel(), planes.u.ravel(), planes.v.ravel()]), ref.ravel())
         for cx, cy, half in ((165.0, 120.0, 60.0), (20.3, 200.7, 45.0)):
             assert np.array_equal(crop_face_yuv(planes, cx, cy, half, 112), crop_face_yuv(ref, cx, cy, half, 112))
