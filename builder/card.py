@@ -340,7 +340,6 @@ def _histogram_table(values: Sequence[float], edges: Sequence[float], header: st
 def render_speakers(report: ScanReport, options: CardOptions) -> list[str]:
     """The *Speakers* section: how many, utterances and hours per speaker, splits, mean DNSMOS OVRL."""
     st = report.stats
-    total = st.total
     named = {k: n for k, n in st.speaker_counts.items() if k is not None}
     parts = ["### Speakers", ""]
     if not named:

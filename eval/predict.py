@@ -302,7 +302,6 @@ def annotate_with_stage(utterances, *, annotator_cfg, labels, modalities, work_d
 
     from omegaconf import OmegaConf
 
-    from mikupal.labels import load_label_set
     from mikupal.runner import STAGE_CLASSES
     from mikupal.stage import Drop, StageContext
 

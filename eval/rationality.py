@@ -21,7 +21,6 @@ scale where ratings at or above a threshold count as rational (``scale: likert``
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass

@@ -6,10 +6,8 @@ folder sees them without ``sys.path`` edits. Folder-specific fixtures stay in th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest_plugins = [

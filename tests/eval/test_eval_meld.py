@@ -12,7 +12,7 @@ import pytest
 
 from eval.cli import run
 from eval.errors import EvalInputError
-from eval.meld import canonical_id, load_gold, load_predictions, parse_meld_time, score
+from eval.meld import canonical_id, load_predictions, parse_meld_time, score
 from mikupal.testing.eval_suite import compose_eval, utterance, write_run
 
 BOOT = {"n_resamples": 200, "seed": 0, "level": 0.95}

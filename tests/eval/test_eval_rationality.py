@@ -38,6 +38,7 @@ def test_sheet_is_stratified_by_label_and_seeded(run_dir, tmp_path):
     assert {"item", "label", "rationale", "text", "audio", "clip", "rater", "rating"} <= set(rows[0])
     again = export_rating_sheet(run_dir, tmp_path / "sheet2", per_label=10, seed=3, scale=BINARY)
     rows2 = list(csv.DictReader(open(tmp_path / "sheet2" / "rating_sheet.csv")))
+    assert {k: v for k, v in again.items() if k != "files"} == {k: v for k, v in design.items() if k != "files"}
     assert [r["item"] for r in rows] == [r["item"] for r in rows2]
     other = export_rating_sheet(run_dir, tmp_path / "sheet3", per_label=10, seed=4, scale=BINARY)
     rows3 = list(csv.DictReader(open(tmp_path / "sheet3" / "rating_sheet.csv")))

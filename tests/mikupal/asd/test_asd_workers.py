@@ -68,7 +68,7 @@ def test_two_workers_give_the_records_scores_and_counts_of_one(one_and_two_worke
 
 def test_two_workers_write_the_same_face_clips(one_and_two_workers):
     _utterances, runs = one_and_two_workers
-    (dir1, res1), (dir2, _res2) = runs[1], runs[2]
+    (dir1, res1), (dir2, _) = runs[1], runs[2]
     clips = [out.face.clip for _, result, _ in res1 for out in result if out.face is not None]
     assert clips
     for rel in clips:

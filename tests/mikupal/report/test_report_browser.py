@@ -89,7 +89,7 @@ def test_page_rows_filters_media_and_screenshot(rich_run, chromium, tmp_path):
     assert count(page) == sum(r["emotion"]["confidence"] >= 0.5 for r in records)
     change(page, "#f-conf", "")
     speakers = sorted({r["speaker"]["id"] for r in records if r["speaker"]})
-    change(page, "#f-speaker", str(speakers.index(f"talk1-00000001-spk0")))
+    change(page, "#f-speaker", str(speakers.index("talk1-00000001-spk0")))
     assert count(page) == sum(1 for r in records if r["speaker"] and r["speaker"]["id"] == "talk1-00000001-spk0")
     page.click("#f-reset")
     wait_rows(page)
