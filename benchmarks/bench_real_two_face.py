@@ -11,7 +11,8 @@ The composites (:func:`mikupal.testing.voice_over.side_by_side`, built at run ti
 The default pipeline (``extract → separate → vad → asr → faces → asd``, plus config overrides) runs on the folder,
 and each utterance's chosen face is compared with the side whose sound it is. Unlike the one-face real-footage set
 (``bench_vision.py --real``), here a face talking other words is in the frame at the same time, so the detector must
-tell two real mouths apart, and with ``asd.rank_by`` choose between two faces that both pass.
+tell two real mouths apart, and with ``asd.rank_by`` choose between two faces that both pass. A wrong face is
+worse than none (a visual voice-cloning sample with another person's face), so both are counted.
 
 Usage::
 
@@ -72,7 +73,7 @@ def main() -> int:
         run_pipeline(cfg)
         print(f"active speaker detection on real two-face scenes ({args.set or 'default settings'})")  # noqa: T201
         print(f"  {'case':18s} {'span s':>11s} truth got  track: score z depth follow_r evidence")  # noqa: T201
-        right = rows = 0
+        right = wrong = rows = 0
         for u in sorted(stage_records(run / "asd"), key=lambda r: (r["source"], r["start"])):
             name = Path(u["source"]).stem
             report = json.loads((run / "asd" / "scores" / f"{u['id']}.json").read_text())
@@ -80,13 +81,14 @@ def main() -> int:
             got = None if face is None else int((face["box"][0] + face["box"][2]) / 2 >= truth[name]["split"])
             rows += 1
             right += got == truth[name]["side"]
+            wrong += got is not None and got != truth[name]["side"]
             tracks = "; ".join(
                 f"{k}: {v['score']:.3f} {v.get('z')} {v.get('depth')} {v.get('follow_r')} {v.get('evidence')}"
                 for k, v in (report.get("scores") or {}).items()
             )
             print(f"  {name:18s} {u['start']:5.2f}-{u['end']:5.2f} {truth[name]['side']:5d} "  # noqa: T201
                   f"{'null' if got is None else got:>4} {report.get('reason') or ''} {tracks}")
-        print(f"  right {right}/{rows}")  # noqa: T201
+        print(f"  right {right}/{rows}, wrong face {wrong}, no face {rows - right - wrong}")  # noqa: T201
     return 0
 
 

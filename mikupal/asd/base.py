@@ -64,12 +64,17 @@ class TrackScore:
         evidence: how strongly the track's own evidence says it is the speaker, unbounded (larger: surer), or
             ``None``. With ``asd.rank_by: evidence`` the stage chooses among the tracks whose ``score`` passes
             ``asd.threshold`` by this (``None``: by ``score``); ``score`` alone decides whether any track passes.
+        contested_by: the id of another candidate track of the same utterance whose evidence contradicts this one
+            as the speaker (a detector's check across the tracks it scores), or ``None``. The stage never chooses
+            a contested track; when every passing track is contested the utterance gets no face
+            (``asd.no_face.contested``) rather than a guess between two talking faces.
     """
 
     score: float
     frame_scores: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
     evidence: float | None = None
+    contested_by: int | None = None
 
 
 class ActiveSpeakerDetector(ABC):

@@ -16,13 +16,15 @@ across a scene cut, its pieces. Per utterance:
    a threshold, unlike the original code, which always took the highest mean score, so off-screen narrators were
    assigned to a visible non-speaker. Which one (``asd.rank_by``): the one with the highest score, or, with
    ``evidence`` (the default), the one whose evidence of speaking this speech is strongest
-   (:attr:`~mikupal.asd.base.TrackScore.evidence`; a backend without it is ranked by score);
+   (:attr:`~mikupal.asd.base.TrackScore.evidence`; a backend without it is ranked by score); a track the
+   detector marks contested by another talking face (:attr:`~mikupal.asd.base.TrackScore.contested_by`) is never
+   chosen;
 5. its face-crop clip with the utterance audio is written to ``faces/<id>.mp4`` (:mod:`mikupal.asd.clip`).
 
 Otherwise ``face`` is ``None`` and the reason is counted as ``asd.no_face.<reason>``: ``no_video``,
 ``video_missing``, ``decode_failed``, ``error`` (from the faces stage), ``missing_tracks`` (no faces artifact),
 ``no_face`` (no track), ``low_coverage`` (no track covers enough), ``low_asd_score`` (best score below the
-threshold), ``asd_error`` (the detector failed; logged). Utterances are not dropped for a missing face: the
+threshold), ``contested`` (every passing track is contested by another talking face), ``asd_error`` (the detector failed; logged). Utterances are not dropped for a missing face: the
 ``filter`` stage decides what that means (only pieces too short at a cut are dropped, see step 1; an utterance
 all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in
 ``asd/scores/<id>.json``.
@@ -380,7 +382,10 @@ class AsdStage(Stage):
         passing = [i for i, s in enumerate(scores) if s.score >= self.threshold]
         if not passing:
             return None, "low_asd_score", report
-        best_i = max(passing, key=lambda i: self._rank(scores[i]))  # the first of equals, as argmax
+        eligible = [i for i in passing if scores[i].contested_by is None]
+        if not eligible:
+            return None, "contested", report
+        best_i = max(eligible, key=lambda i: self._rank(scores[i]))  # the first of equals, as argmax
         best, best_score = candidates[best_i], scores[best_i]
         clip = self._write_clip(item, window, best, audio, ctx)
         face = Face(

@@ -54,16 +54,24 @@ class ExplodingDetector(FaceDetector):
 
 class FixedVerdicts(ActiveSpeakerDetector):
     """Gives the ``i``-th scored track of every utterance ``scores[i]`` and ``evidence[i]`` (to test how the asd stage
-    chooses among tracks: the threshold, ``asd.rank_by``). ``evidence`` null: no evidence, as TalkNet."""
+    chooses among tracks: the threshold, ``asd.rank_by``, contested tracks). ``evidence`` null: no evidence, as
+    TalkNet. ``contested``: the indices of the tracks contested by another (by the first other track)."""
 
-    def __init__(self, scores: Sequence[float], evidence: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, scores: Sequence[float], evidence: Sequence[float] | None = None, contested: Sequence[int] = ()
+    ) -> None:
         self.scores = [float(s) for s in scores]
         self.evidence = None if evidence is None else [float(e) for e in evidence]
+        self.contested = {int(i) for i in contested}
 
     def score(self, tracks: Sequence[TrackEvidence], audio: np.ndarray, sampling_rate: int) -> list[TrackScore]:
         if len(tracks) != len(self.scores):
             raise ValueError(f"FixedVerdicts has {len(self.scores)} scores for {len(tracks)} tracks")
         return [
-            TrackScore(score=s, evidence=None if self.evidence is None else self.evidence[i])
+            TrackScore(
+                score=s,
+                evidence=None if self.evidence is None else self.evidence[i],
+                contested_by=next(t.track_id for j, t in enumerate(tracks) if j != i) if i in self.contested else None,
+            )
             for i, s in enumerate(self.scores)
         ]

