@@ -24,9 +24,10 @@ across a scene cut, its pieces. Per utterance:
 Otherwise ``face`` is ``None`` and the reason is counted as ``asd.no_face.<reason>``: ``no_video``,
 ``video_missing``, ``decode_failed``, ``error`` (from the faces stage), ``missing_tracks`` (no faces artifact),
 ``no_face`` (no track), ``low_coverage`` (no track covers enough), ``low_asd_score`` (best score below the
-threshold), ``contested`` (every passing track is contested by another talking face), ``asd_error`` (the detector failed; logged). Utterances are not dropped for a missing face: the
-``filter`` stage decides what that means (only pieces too short at a cut are dropped, see step 1; an utterance
-all of whose pieces are is dropped as ``cut_pieces_too_short``). Each utterance's scores are kept in
+threshold), ``contested`` (every passing track is contested by another talking face), ``asd_error`` (the detector
+failed; logged). Utterances are not dropped for a missing face: the ``filter`` stage decides what that means (only
+pieces too short at a cut are dropped, see step 1; an utterance all of whose pieces are is dropped as
+``cut_pieces_too_short``). Each utterance's scores are kept in
 ``asd/scores/<id>.json``.
 
 ``asd.workers`` utterances are worked on at once in threads (:meth:`AsdStage.map`), each worker taking blocks of
