@@ -346,6 +346,7 @@ def write_video(
     crf: int = 23,
     preset: str = "veryfast",
     encoder_threads: int | None = None,
+    x264_params: str | None = None,
     keyframe_interval: int | None = None,
     fmt: str | None = "mp4",
     options: dict | None = None,
@@ -375,7 +376,10 @@ def write_video(
             its default, 250).
         encoder_threads: libx264 threads; ``None``: its own choice (frame threads, about 1.5 per core). libx264
             (PyAV 18.1's build) is not byte-reproducible on any thread count: the same frames encoded twice in one
-            process sometimes differ in a packet.
+            process sometimes differ in a packet. Its macroblock-tree rate control is the cause (measured
+            2026-12-04): with ``x264_params="mbtree=0"`` the output was the same on every build.
+        x264_params: libx264's own options, ``key=value`` joined by ``:`` (FFmpeg's ``x264-params``), e.g.
+            ``mbtree=0``; ``None``: none.
         fmt: container (``mp4``, ``matroska``, ``mp3``, ``ipod`` for .m4a, ...); ``None`` guesses from the suffix.
         options: muxer options (e.g. ``{"movflags": "faststart"}``).
         cover: an RGB picture stored as cover art (an ``attached_pic`` stream, as tagged MP3/M4A files carry).
@@ -410,6 +414,8 @@ def write_video(
             vstream.options = {"crf": str(int(crf)), "preset": str(preset)}
             if encoder_threads is not None:
                 vstream.options["threads"] = str(int(encoder_threads))
+            if x264_params:
+                vstream.options["x264-params"] = str(x264_params)
             if keyframe_interval is not None:
                 vstream.options["g"] = str(int(keyframe_interval))
             for key, value in (colour or {}).items():

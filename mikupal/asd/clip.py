@@ -146,6 +146,7 @@ def write_face_clip(
     crf: int = 23,
     preset: str = "veryfast",
     encoder_threads: int | None = 1,
+    x264_params: str | None = "mbtree=0",
     fmt: str = "rgb24",
     colour: dict[str, int] | None = None,
 ) -> int:
@@ -158,8 +159,8 @@ def write_face_clip(
             stage's choice for even-sized sources).
         track: the chosen track; n_frames: analysis frames of the window.
         audio: the utterance audio, mono float32 at ``sampling_rate``.
-        size: clip width and height. crf, preset, encoder_threads: libx264 quality, speed and threads
-            (:func:`mikupal.media.write_video`).
+        size: clip width and height. crf, preset, encoder_threads, x264_params: libx264 quality, speed, threads
+            and own options (:func:`mikupal.media.write_video`; ``mbtree=0`` makes the clip the same on every run).
         colour: yuv420p frames' matrix and range (the source's, :attr:`mikupal.faces.video.VideoReader.colour`),
             tagged on the clip.
 
@@ -179,5 +180,5 @@ def write_face_clip(
             yield frame.index, crop(frame.image, cx, cy, half, size, margin)
 
     return write_video(path, crops(), fps, audio, sampling_rate, size=(size, size), crf=crf, preset=preset,
-                       encoder_threads=encoder_threads,
+                       encoder_threads=encoder_threads, x264_params=x264_params,
                        frame_format=fmt, colour=colour if fmt == "yuv420p" else None)

@@ -460,6 +460,7 @@ class AsdStage(Stage):
                         crf=int(cc.crf),
                         preset=str(cc.preset),
                         encoder_threads=cc.get("encoder_threads"),
+                        x264_params=cc.get("x264_params"),
                         fmt=fmt,
                         colour=reader.colour,
                     ),

@@ -57,6 +57,7 @@ def test_face_record_and_clip_follow_the_contract(two_speaker):
     assert abs(info["frames"] - expected) <= 1
     assert info["acodec"] == "aac" and info["rate"] == 16000
     assert abs(info["duration"] - (u.end - u.start)) < 0.15
+    assert b" mbtree=0 " in (run.run_dir / face.clip).read_bytes()  # asd.clip.x264_params reached libx264
     # no temp files left behind
     assert not list((run.run_dir / "faces").glob(".*"))
 

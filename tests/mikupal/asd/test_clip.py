@@ -200,11 +200,15 @@ def test_the_stage_crops_a_yuv420p_source_in_yuv(source):
         assert _clip_frame_format(reader) == "yuv420p"
 
 
-def _x264_threads(path) -> int:
-    """The ``threads=`` libx264 wrote into its settings message at the start of the stream."""
+def _x264_setting(path, key: str) -> int:
+    """The ``key=`` value libx264 wrote into its settings message at the start of the stream (e.g. ``threads``)."""
     import re
 
-    return int(re.search(rb"threads=(\d+) ", path.read_bytes()).group(1))
+    return int(re.search(rb" " + key.encode() + rb"=(\d+) ", path.read_bytes()).group(1))
+
+
+def _x264_threads(path) -> int:
+    return _x264_setting(path, "threads")
 
 
 def test_face_clips_are_encoded_on_one_libx264_thread_by_default(source, tmp_path):
@@ -220,3 +224,19 @@ def test_face_clips_are_encoded_on_one_libx264_thread_by_default(source, tmp_pat
     assert _x264_threads(tmp_path / "clip.mp4") == 1
     auto = write_video(tmp_path / "auto.mp4", [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0)  # libx264's own choice
     assert auto == 3 and _x264_threads(tmp_path / "auto.mp4") > 1
+
+
+def test_face_clips_are_encoded_without_the_macroblock_tree_by_default(source, tmp_path):
+    """libx264's macroblock-tree rate control made clips differ from run to run; the clip default turns it off
+    (``asd.clip.x264_params: mbtree=0``), while the writer's own default leaves libx264's settings alone."""
+    from mikupal.media import write_video
+
+    start, end = 0.3, 1.5
+    n = int(np.ceil((end - start) * 25 - 1e-6))
+    boxes = np.tile([200.0, 40.0, 440.0, 280.0], (n, 1))
+    track = FaceTrack(0, np.arange(n), boxes, np.ones(n), np.ones(n, bool), np.full(n, np.nan))
+    audio = source.audio[int(start * SR) : int(end * SR)]
+    assert _write(tmp_path / "clip.mp4", source.path, "yuv420p", start, end, track, audio) == n
+    assert _x264_setting(tmp_path / "clip.mp4", "mbtree") == 0
+    plain = write_video(tmp_path / "plain.mp4", [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0)
+    assert plain == 3 and _x264_setting(tmp_path / "plain.mp4", "mbtree") == 1
