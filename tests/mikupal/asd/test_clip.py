@@ -211,32 +211,34 @@ def _x264_threads(path) -> int:
     return _x264_setting(path, "threads")
 
 
-def test_face_clips_are_encoded_on_one_libx264_thread_by_default(source, tmp_path):
-    """One thread per clip (asd.workers encode clips at once); ``encoder_threads=None`` leaves libx264 its own."""
-    from mikupal.media import write_video
-
-    start, end = 0.3, 2.7
+def _stage_default_clip(source, path, start: float = 0.3, end: float = 2.7) -> None:
+    """A yuv420p face clip of a fixed box over ``start``-``end`` s of ``source``, with write_face_clip's defaults."""
     n = int(np.ceil((end - start) * 25 - 1e-6))
     boxes = np.tile([200.0, 40.0, 440.0, 280.0], (n, 1))
     track = FaceTrack(0, np.arange(n), boxes, np.ones(n), np.ones(n, bool), np.full(n, np.nan))
     audio = source.audio[int(start * SR) : int(end * SR)]
-    assert _write(tmp_path / "clip.mp4", source.path, "yuv420p", start, end, track, audio) == n
+    assert _write(path, source.path, "yuv420p", start, end, track, audio) == n
+
+
+def _plain_clip(path) -> None:
+    """Three grey frames through :func:`mikupal.media.write_video` with its own defaults (libx264's settings)."""
+    from mikupal.media import write_video
+
+    assert write_video(path, [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0) == 3
+
+
+def test_face_clips_are_encoded_on_one_libx264_thread_by_default(source, tmp_path):
+    """One thread per clip (asd.workers encode clips at once); ``encoder_threads=None`` leaves libx264 its own."""
+    _stage_default_clip(source, tmp_path / "clip.mp4")
     assert _x264_threads(tmp_path / "clip.mp4") == 1
-    auto = write_video(tmp_path / "auto.mp4", [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0)  # libx264's own choice
-    assert auto == 3 and _x264_threads(tmp_path / "auto.mp4") > 1
+    _plain_clip(tmp_path / "auto.mp4")
+    assert _x264_threads(tmp_path / "auto.mp4") > 1
 
 
 def test_face_clips_are_encoded_without_the_macroblock_tree_by_default(source, tmp_path):
     """libx264's macroblock-tree rate control made clips differ from run to run; the clip default turns it off
     (``asd.clip.x264_params: mbtree=0``), while the writer's own default leaves libx264's settings alone."""
-    from mikupal.media import write_video
-
-    start, end = 0.3, 1.5
-    n = int(np.ceil((end - start) * 25 - 1e-6))
-    boxes = np.tile([200.0, 40.0, 440.0, 280.0], (n, 1))
-    track = FaceTrack(0, np.arange(n), boxes, np.ones(n), np.ones(n, bool), np.full(n, np.nan))
-    audio = source.audio[int(start * SR) : int(end * SR)]
-    assert _write(tmp_path / "clip.mp4", source.path, "yuv420p", start, end, track, audio) == n
+    _stage_default_clip(source, tmp_path / "clip.mp4", end=1.5)
     assert _x264_setting(tmp_path / "clip.mp4", "mbtree") == 0
-    plain = write_video(tmp_path / "plain.mp4", [np.zeros((224, 224, 3), np.uint8)] * 3, 25.0)
-    assert plain == 3 and _x264_setting(tmp_path / "plain.mp4", "mbtree") == 1
+    _plain_clip(tmp_path / "plain.mp4")
+    assert _x264_setting(tmp_path / "plain.mp4", "mbtree") == 1
