@@ -1,6 +1,6 @@
 """Active speaker detection on real two-face scenes: two real talking faces side by side, the sound of one of them.
 
-The composites (:func:`mikupal.testing.voice_over.side_by_side`, built at run time from the real clips of
+The composites (:func:`mikupal.testing.real_asd.build_two_face_scenes`, built at run time from the real clips of
 :mod:`mikupal.testing.real_media`; nothing committed), each cut to its shortest source:
 
 * testMovie's man next to jwpIntro's (the same man, another recording) under testMovie's sound, under jwpIntro's,
@@ -45,21 +45,6 @@ CASES = {
 }
 
 
-def build(folder: Path) -> dict[str, dict]:
-    """Write the composites into ``folder``; returns per case its speaking side (0 left, 1 right) and split column."""
-    from mikupal.testing.real_media import real_media_path
-    from mikupal.testing.voice_over import own_audio, side_by_side
-
-    folder.mkdir(parents=True, exist_ok=True)
-    truth = {}
-    for name, (left, right, sound) in CASES.items():
-        _, split = side_by_side(
-            folder / f"{name}.mp4", real_media_path(left), real_media_path(right), own_audio(real_media_path(sound))
-        )
-        truth[name] = {"side": [left, right].index(sound), "split": split}
-    return truth
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=None, help="where to write (default: a temp folder)")
@@ -67,34 +52,28 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from mikupal.rundir import stage_records
-    from mikupal.runner import run_pipeline
-    from mikupal.testing.config import compose_pipeline
+    from mikupal.testing.real_asd import build_two_face_scenes, chosen_side, run_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        truth = build(work / "clips")
+        truth = build_two_face_scenes(work / "clips", CASES)
         run = work / "run"
-        overrides = args.set.split()
-        cfg = compose_pipeline(
-            f"input={work / 'clips'}", f"run_dir={run}", "stages=[extract,separate,vad,asr,faces,asd]", *overrides
-        )
-        run_pipeline(cfg)
+        run_folder(work / "clips", run, *args.set.split())
         print(f"active speaker detection on real two-face scenes ({args.set or 'default settings'})")  # noqa: T201
         print(f"  {'case':18s} {'span s':>11s} truth got  track: score z depth follow_r evidence")  # noqa: T201
         right = wrong = rows = 0
         for u in sorted(stage_records(run / "asd"), key=lambda r: (r["source"], r["start"])):
             name = Path(u["source"]).stem
             report = json.loads((run / "asd" / "scores" / f"{u['id']}.json").read_text())
-            face = u["face"]
-            got = None if face is None else int((face["box"][0] + face["box"][2]) / 2 >= truth[name]["split"])
+            got = chosen_side(u, truth[name])
             rows += 1
-            right += got == truth[name]["side"]
-            wrong += got is not None and got != truth[name]["side"]
+            right += got == truth[name].side
+            wrong += got is not None and got != truth[name].side
             tracks = "; ".join(
                 f"{k}: {v['score']:.3f} {v.get('z')} {v.get('depth')} {v.get('follow_r')} {v.get('evidence')}"
                 for k, v in (report.get("scores") or {}).items()
             )
-            print(f"  {name:18s} {u['start']:5.2f}-{u['end']:5.2f} {truth[name]['side']:5d} "  # noqa: T201
+            print(f"  {name:18s} {u['start']:5.2f}-{u['end']:5.2f} {truth[name].side:5d} "  # noqa: T201
                   f"{'null' if got is None else got:>4} {report.get('reason') or ''} {tracks}")
         print(f"  right {right}/{rows}, wrong face {wrong}, no face {rows - right - wrong}")  # noqa: T201
     return 0

